@@ -1,0 +1,141 @@
+//! Runs the selected pose and segmentation models on a frame: the per-frame work every mode
+//! (video, images, bench, live) shares.
+
+use crate::catalog::{Catalog, ModelSpec, Task};
+use crate::decode::PoseThresholds;
+use crate::detections::{Mask, Person};
+use crate::frame::Frame;
+use crate::session::{ModelSession, StageTimes};
+use crate::skeleton::{self, Schema};
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// What the user chose: a catalogue name (or none) per task, optionally another file for it.
+#[derive(Debug, Clone, Default)]
+pub struct ModelChoice {
+    pub pose: Option<String>,
+    pub pose_file: Option<PathBuf>,
+    pub pose_size: Option<usize>,
+    pub seg: Option<String>,
+    pub seg_file: Option<PathBuf>,
+}
+
+pub struct Analysis {
+    pub people: Vec<Person>,
+    pub mask: Option<Mask>,
+}
+
+/// Per-frame time of each model's stages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnalysisTimes {
+    pub pose: StageTimes,
+    pub seg: StageTimes,
+}
+
+impl AnalysisTimes {
+    pub fn total(&self) -> StageTimes {
+        let mut t = self.pose;
+        t += self.seg;
+        t
+    }
+}
+
+/// A description of a loaded model for reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub task: String,
+    pub file: String,
+    pub trained: bool,
+    pub input_shape: Vec<usize>,
+    pub backend: String,
+}
+
+pub struct Analyzer {
+    pub pose: Option<ModelSession>,
+    pub seg: Option<ModelSession>,
+    pub thresholds: PoseThresholds,
+}
+
+fn open(catalog: &Catalog, name: &str, file: Option<&PathBuf>, task: Task, size: Option<usize>) -> Result<ModelSession> {
+    let mut spec: ModelSpec = catalog.get_for_task(name, task)?.clone();
+    if let Some(side) = size {
+        spec = spec.with_longest_side(side)?;
+    }
+    let path = match file {
+        Some(f) => f.clone(),
+        None => crate::catalog::models_dir().join(&spec.file),
+    };
+    if !spec.trained {
+        eprintln!("warning: model '{}' carries untrained weights; its output is not meaningful", spec.name);
+    }
+    ModelSession::open(spec, &path)
+}
+
+impl Analyzer {
+    pub fn new(choice: &ModelChoice, thresholds: PoseThresholds) -> Result<Analyzer> {
+        let catalog = Catalog::builtin();
+        if choice.pose.is_none() && choice.seg.is_none() {
+            bail!("both pose and segmentation are off (--pose none --seg none): nothing to do");
+        }
+        if choice.pose.is_none() && choice.pose_file.is_some() {
+            bail!("--pose-model was given but pose is off (--pose none)");
+        }
+        if choice.seg.is_none() && choice.seg_file.is_some() {
+            bail!("--seg-model was given but segmentation is off (--seg none)");
+        }
+        let pose = match &choice.pose {
+            Some(n) => Some(open(&catalog, n, choice.pose_file.as_ref(), Task::Pose, choice.pose_size)?),
+            None => None,
+        };
+        let seg = match &choice.seg {
+            Some(n) => Some(open(&catalog, n, choice.seg_file.as_ref(), Task::Segmentation, None)?),
+            None => None,
+        };
+        Ok(Analyzer { pose, seg, thresholds })
+    }
+
+    /// Plans every model for this frame size, so a model that does not fit fails up front.
+    pub fn prepare_for(&mut self, width: usize, height: usize) -> Result<()> {
+        for s in self.pose.iter_mut().chain(self.seg.iter_mut()) {
+            s.prepare_for(width, height)?;
+        }
+        Ok(())
+    }
+
+    pub fn schema(&self) -> Option<Schema> {
+        self.pose.as_ref().and_then(|p| p.spec.keypoints.as_deref()).and_then(skeleton::by_name)
+    }
+
+    pub fn analyze(&mut self, frame: &Frame, times: &mut AnalysisTimes) -> Result<Analysis> {
+        let people = match &mut self.pose {
+            Some(p) => p.pose(frame, self.thresholds, &mut times.pose)?,
+            None => Vec::new(),
+        };
+        let mask = match &mut self.seg {
+            Some(s) => Some(s.mask(frame, &mut times.seg)?),
+            None => None,
+        };
+        Ok(Analysis { people, mask })
+    }
+
+    /// Loaded models as reported, for frames of the given size.
+    pub fn model_infos(&self, width: usize, height: usize) -> Vec<ModelInfo> {
+        self.pose
+            .iter()
+            .chain(self.seg.iter())
+            .map(|s| {
+                let (h, w) = s.spec.input_size(width, height);
+                ModelInfo {
+                    name: s.spec.name.clone(),
+                    task: s.spec.task.to_string(),
+                    file: s.path.display().to_string(),
+                    trained: s.spec.trained,
+                    input_shape: s.spec.input_shape(h, w).to_vec(),
+                    backend: s.backend_name().to_string(),
+                }
+            })
+            .collect()
+    }
+}

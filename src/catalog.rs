@@ -1,0 +1,230 @@
+//! Model descriptions as data: what a network expects as input and how its outputs are read.
+//!
+//! The built-in catalogue is `models/catalog.json`, compiled into the binary so that `edgesight`
+//! knows its models wherever it runs; the model *files* are found at run time (see `models_dir`).
+//! Adding a model is a catalogue entry plus, when its output format is new, a decoder.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+const BUILTIN_CATALOG: &str = include_str!("../models/catalog.json");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    Pose,
+    Segmentation,
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Task::Pose => "pose",
+            Task::Segmentation => "segmentation",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    Nhwc,
+    Nchw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DType {
+    F32,
+    I32,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::I32 => "int32",
+        }
+    }
+}
+
+/// How the network's input size is chosen for a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SizeRule {
+    /// A fixed input, whatever the frame.
+    Fixed { height: usize, width: usize },
+    /// The frame's longest side becomes `longest_side`; both sides are padded up to `multiple_of`.
+    LongestSide { longest_side: usize, multiple_of: usize },
+}
+
+/// How the frame is fitted into the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// Scale both axes independently to fill the input.
+    Stretch,
+    /// Keep the aspect ratio, place the image at the top-left, pad the rest with zeros.
+    Letterbox,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    pub name: String,
+    pub layout: Layout,
+    pub dtype: DType,
+    pub size: SizeRule,
+    pub resize: ResizeMode,
+    /// value = (pixel * scale - mean[c]) / std[c], pixel in 0..=255 (RGB order).
+    pub scale: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DecoderSpec {
+    /// [1, N, 56]: 17 x (y, x, score) normalised to the input, then (ymin, xmin, ymax, xmax, score).
+    MovenetMultipose { max_people: usize },
+    /// [1, H, W, C] probabilities; `channel` is the person probability.
+    Probability { channel: usize },
+    /// [1, H, W, C] logits; softmax over C, `channel` is the person probability.
+    Softmax { channel: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub name: String,
+    pub task: Task,
+    pub file: String,
+    pub title: String,
+    pub licence: String,
+    /// False for architectures shipped with placeholder weights: a run warns about it.
+    pub trained: bool,
+    pub input: InputSpec,
+    pub decoder: DecoderSpec,
+    #[serde(default)]
+    pub keypoints: Option<String>,
+    #[serde(default)]
+    pub classes: Vec<String>,
+    #[serde(default)]
+    pub palette: Vec<[u8; 3]>,
+}
+
+impl ModelSpec {
+    /// Input tensor height and width for a frame of `frame_w` x `frame_h`.
+    pub fn input_size(&self, frame_w: usize, frame_h: usize) -> (usize, usize) {
+        match self.input.size {
+            SizeRule::Fixed { height, width } => (height, width),
+            SizeRule::LongestSide { longest_side, multiple_of } => {
+                let m = multiple_of.max(1);
+                let scale = longest_side as f64 / frame_w.max(frame_h).max(1) as f64;
+                let round_up = |v: usize| v.div_ceil(m) * m;
+                let h = round_up(((frame_h as f64 * scale).round() as usize).max(1));
+                let w = round_up(((frame_w as f64 * scale).round() as usize).max(1));
+                (h, w)
+            }
+        }
+    }
+
+    /// The input shape in the model's own layout (batch 1, 3 channels).
+    pub fn input_shape(&self, height: usize, width: usize) -> [usize; 4] {
+        match self.input.layout {
+            Layout::Nhwc => [1, height, width, 3],
+            Layout::Nchw => [1, 3, height, width],
+        }
+    }
+
+    /// Replace the longest-side target (for `--pose-size`); fixed-size models refuse.
+    pub fn with_longest_side(mut self, side: usize) -> Result<Self> {
+        match &mut self.input.size {
+            SizeRule::LongestSide { longest_side, multiple_of } => {
+                if side == 0 || side % *multiple_of != 0 {
+                    bail!("input size {side} for {} must be a positive multiple of {multiple_of}", self.name);
+                }
+                *longest_side = side;
+                Ok(self)
+            }
+            SizeRule::Fixed { height, width } => {
+                bail!("{} has a fixed input size ({height}x{width}); it cannot be changed", self.name)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Catalog {
+    pub models: Vec<ModelSpec>,
+}
+
+impl Catalog {
+    pub fn builtin() -> Catalog {
+        // The built-in catalogue is part of the source tree; tests check that it parses.
+        serde_json::from_str(BUILTIN_CATALOG).expect("models/catalog.json is valid")
+    }
+
+    pub fn get(&self, name: &str) -> Result<&ModelSpec> {
+        self.models.iter().find(|m| m.name == name).with_context(|| {
+            let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+            format!("unknown model '{name}' (known models: {})", known.join(", "))
+        })
+    }
+
+    /// A model by name that must be of the given task.
+    pub fn get_for_task(&self, name: &str, task: Task) -> Result<&ModelSpec> {
+        let spec = self.get(name)?;
+        if spec.task != task {
+            bail!("model '{name}' is a {} model, not a {task} model", spec.task);
+        }
+        Ok(spec)
+    }
+
+    pub fn default_for(task: Task) -> &'static str {
+        match task {
+            Task::Pose => "movenet-multipose",
+            Task::Segmentation => "selfie",
+        }
+    }
+}
+
+/// Where model files live: `$EDGESIGHT_MODELS`, else `./models` when it holds the catalogue,
+/// else the `models/` folder of the source tree this binary was built from.
+pub fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EDGESIGHT_MODELS") {
+        return PathBuf::from(dir);
+    }
+    let local = Path::new("models");
+    if local.join("catalog.json").is_file() {
+        return local.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_parses_and_defaults_exist() {
+        let c = Catalog::builtin();
+        assert_eq!(c.get_for_task("movenet-multipose", Task::Pose).unwrap().input.dtype, DType::I32);
+        assert!(c.get_for_task("selfie", Task::Pose).is_err());
+        assert!(c.get("nope").unwrap_err().to_string().contains("known models"));
+        for task in [Task::Pose, Task::Segmentation] {
+            c.get_for_task(Catalog::default_for(task), task).unwrap();
+        }
+    }
+
+    #[test]
+    fn longest_side_rounds_up_to_multiple() {
+        let c = Catalog::builtin();
+        let m = c.get("movenet-multipose").unwrap().clone().with_longest_side(384).unwrap();
+        assert_eq!(m.input_size(768, 576), (288, 384));
+        assert_eq!(m.input_size(640, 425), (256, 384)); // 255 -> 256
+        assert_eq!(m.input_size(500, 333), (256, 384));
+        assert!(m.clone().with_longest_side(100).is_err());
+        let s = c.get("selfie").unwrap();
+        assert_eq!(s.input_size(768, 576), (256, 256));
+    }
+}

@@ -1,0 +1,133 @@
+//! CPU engine on tract: loads an ONNX file, checks its input against the model description,
+//! plans it once for a concrete input shape and keeps one execution state for every frame.
+
+use super::{Engine, Tensor, TensorData};
+use crate::catalog::{DType, ModelSpec};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::sync::Arc;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+type Plan = Arc<TypedRunnableModel>;
+
+pub struct TractEngine {
+    state: TypedSimpleState,
+    input_shape: Vec<usize>,
+    output_shapes: Vec<Vec<usize>>,
+    input_dtype: DType,
+}
+
+/// Largest model file read (an edge model is a few MB; this guards against reading a disk image).
+const MAX_MODEL_BYTES: u64 = 1 << 30;
+
+impl TractEngine {
+    /// Loads `path` as the model `spec` describes, planned for `input_shape` (in the model's layout).
+    pub fn load(path: &Path, spec: &ModelSpec, input_shape: &[usize]) -> Result<TractEngine> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("model file {shown}: {e}"))?;
+        if !meta.is_file() {
+            bail!("model file {shown} is not a regular file");
+        }
+        if meta.len() > MAX_MODEL_BYTES {
+            bail!("model file {shown} is {} bytes, larger than the {MAX_MODEL_BYTES}-byte limit", meta.len());
+        }
+        let model = tract_onnx::onnx()
+            .model_for_path(path)
+            .map_err(|e| anyhow::anyhow!("model file {shown} is not a valid ONNX model: {e}"))?;
+        check_input(&model, spec, input_shape).with_context(|| format!("model file {shown} does not fit '{}'", spec.name))?;
+        let dt = match spec.input.dtype {
+            DType::F32 => f32::datum_type(),
+            DType::I32 => i32::datum_type(),
+        };
+        let plan: Plan = model
+            .with_input_fact(0, InferenceFact::dt_shape(dt, input_shape))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| anyhow::anyhow!("model file {shown}: cannot plan it for input {input_shape:?}: {e:#}"))?;
+        let mut output_shapes = Vec::new();
+        for i in 0..plan.model().outputs.len() {
+            let fact = plan.model().output_fact(i).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let shape = fact
+                .shape
+                .as_concrete()
+                .with_context(|| format!("model file {shown}: output {i} has no static shape for input {input_shape:?}"))?;
+            output_shapes.push(shape.to_vec());
+        }
+        let state = plan.spawn().map_err(|e| anyhow::anyhow!("model file {shown}: {e}"))?;
+        Ok(TractEngine { state, input_shape: input_shape.to_vec(), output_shapes, input_dtype: spec.input.dtype })
+    }
+}
+
+/// Rejects a model whose declared input does not match the description: one input, the rank,
+/// the dtype and every dimension the file fixes must agree.
+fn check_input(model: &InferenceModel, spec: &ModelSpec, input_shape: &[usize]) -> Result<()> {
+    let n_inputs = model.inputs.len();
+    if n_inputs != 1 {
+        bail!("it has {n_inputs} inputs, expected 1");
+    }
+    let fact = model.input_fact(0).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(dt) = fact.datum_type.concretize() {
+        let expected = match spec.input.dtype {
+            DType::F32 => f32::datum_type(),
+            DType::I32 => i32::datum_type(),
+        };
+        if dt != expected {
+            bail!("its input is {dt:?}, expected {}", spec.input.dtype.name());
+        }
+    }
+    if let Some(rank) = fact.shape.rank().concretize() {
+        if rank as usize != input_shape.len() {
+            bail!("its input has rank {rank}, expected {} ({:?} layout)", input_shape.len(), spec.input.layout);
+        }
+        let declared: Vec<Option<i64>> =
+            fact.shape.dims().map(|d| d.concretize().and_then(|d| d.to_i64().ok())).collect();
+        for (axis, (d, want)) in declared.iter().zip(input_shape).enumerate() {
+            if let Some(d) = d {
+                if *d != *want as i64 {
+                    let shown: Vec<String> =
+                        declared.iter().map(|d| d.map_or("?".to_string(), |v| v.to_string())).collect();
+                    bail!(
+                        "its input shape is [{}], which does not accept {input_shape:?} (axis {axis})",
+                        shown.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Engine for TractEngine {
+    fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>> {
+        if input.shape != self.input_shape {
+            bail!("input shape {:?} differs from the planned {:?}", input.shape, self.input_shape);
+        }
+        let t = match (&input.data, self.input_dtype) {
+            (TensorData::F32(v), DType::F32) => tract_onnx::prelude::Tensor::from_shape(&input.shape, v)?,
+            (TensorData::I32(v), DType::I32) => tract_onnx::prelude::Tensor::from_shape(&input.shape, v)?,
+            _ => bail!("input dtype does not match the model's {}", self.input_dtype.name()),
+        };
+        let outputs = self.state.run(tvec!(t.into())).map_err(|e| anyhow::anyhow!("inference failed: {e:#}"))?;
+        outputs
+            .into_iter()
+            .map(|o| {
+                let o = o.cast_to::<f32>().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let data: Vec<f32> = o.to_plain_array_view::<f32>().map_err(|e| anyhow::anyhow!("{e}"))?.iter().copied().collect();
+                Ok(super::Tensor::f32(o.shape().to_vec(), data))
+            })
+            .collect()
+    }
+
+    fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    fn output_shapes(&self) -> &[Vec<usize>] {
+        &self.output_shapes
+    }
+
+    fn backend_name(&self) -> String {
+        "cpu (tract 0.23.9)".to_string()
+    }
+}

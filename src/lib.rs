@@ -1,0 +1,24 @@
+//! edgesight: multi-person pose and person segmentation on edge devices.
+//!
+//! Data flow (see ARCHITECTURE.md): source (`video_source`, `frame`) -> `preprocess` ->
+//! `engine` -> `decode` -> `render` -> sinks (`video_writer`, `records`), driven per frame by
+//! `analyzer` and, for whole videos, by `pipeline`.
+
+pub mod analyzer;
+pub mod bench;
+pub mod catalog;
+pub mod decode;
+pub mod detections;
+pub mod engine;
+pub mod frame;
+pub mod images;
+pub mod metrics;
+pub mod pipeline;
+pub mod preprocess;
+pub mod records;
+pub mod render;
+pub mod session;
+pub mod skeleton;
+pub mod stats;
+pub mod video_source;
+pub mod video_writer;

@@ -1,0 +1,188 @@
+//! The `edgesight` command line: parses flags, runs a mode, turns any error into one message
+//! on stderr and exit status 1 (usage errors: 2).
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use edgesight::analyzer::{Analyzer, ModelChoice};
+use edgesight::catalog::{models_dir, Catalog, SizeRule, Task};
+use edgesight::decode::PoseThresholds;
+use edgesight::render::Style;
+use edgesight::{bench, images, pipeline};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "edgesight", version, about = "Multi-person pose and person segmentation, headless or live")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run pose and segmentation on every frame of a video file.
+    Video {
+        /// Any video ffmpeg can read.
+        input: PathBuf,
+        /// Output folder: annotated.mp4, frames.jsonl, report.json (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write one PNG person-probability mask per frame to OUT/masks/.
+        #[arg(long)]
+        masks: bool,
+        /// Never draw a progress bar.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// Run pose and segmentation on still images.
+    Image {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output folder: <name>.annotated.png per image and images.jsonl.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write pose results in COCO keypoint results format to this file.
+        #[arg(long)]
+        coco_results: Option<PathBuf>,
+        /// COCO annotations file whose `images` list maps file names to image ids.
+        #[arg(long)]
+        coco_annotations: Option<PathBuf>,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// List the models edgesight knows.
+    Models,
+    /// Measure inference latency and headless pipeline throughput.
+    Bench {
+        /// Clip for the pipeline measurement.
+        #[arg(long, default_value = default_clip())]
+        clip: PathBuf,
+        /// Timed inference runs per model.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Models to measure (default: the default pose and segmentation models, alone and together).
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Longest input side for the pose model.
+        #[arg(long)]
+        pose_size: Option<usize>,
+        /// Where the pipeline runs write their outputs and bench.json goes.
+        #[arg(long, default_value = "bench-out")]
+        out: PathBuf,
+    },
+}
+
+fn default_clip() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/assets/vtest-4s.mp4")
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Pose model from `edgesight models`, or `none`.
+    #[arg(long, default_value = Catalog::default_for(Task::Pose))]
+    pose: String,
+    /// Segmentation model from `edgesight models`, or `none`.
+    #[arg(long, default_value = Catalog::default_for(Task::Segmentation))]
+    seg: String,
+    /// Use this ONNX file with the pose model's description (e.g. a converted checkpoint).
+    #[arg(long, value_name = "FILE")]
+    pose_model: Option<PathBuf>,
+    /// Use this ONNX file with the segmentation model's description.
+    #[arg(long, value_name = "FILE")]
+    seg_model: Option<PathBuf>,
+    /// Longest side of the pose input in pixels (multiple of 32 for MoveNet; default 384).
+    #[arg(long)]
+    pose_size: Option<usize>,
+    /// Minimum person score for a reported person.
+    #[arg(long, default_value_t = PoseThresholds::default().person)]
+    person_threshold: f32,
+    /// Minimum joint score for a drawn joint.
+    #[arg(long, default_value_t = Style::default().keypoint_threshold)]
+    keypoint_threshold: f32,
+    /// Mask opacity in the overlay (0..1).
+    #[arg(long, default_value_t = Style::default().mask_opacity)]
+    mask_opacity: f32,
+}
+
+impl ModelArgs {
+    fn choice(&self) -> ModelChoice {
+        let pick = |s: &String| (s != "none").then(|| s.clone());
+        ModelChoice {
+            pose: pick(&self.pose),
+            pose_file: self.pose_model.clone(),
+            pose_size: self.pose_size,
+            seg: pick(&self.seg),
+            seg_file: self.seg_model.clone(),
+        }
+    }
+
+    fn analyzer(&self) -> Result<Analyzer> {
+        for (name, v) in [("--person-threshold", self.person_threshold), ("--keypoint-threshold", self.keypoint_threshold), ("--mask-opacity", self.mask_opacity)] {
+            if !(0.0..=1.0).contains(&v) {
+                anyhow::bail!("{name} must be between 0 and 1, got {v}");
+            }
+        }
+        Analyzer::new(&self.choice(), PoseThresholds { person: self.person_threshold })
+    }
+
+    fn style(&self) -> Style {
+        Style { keypoint_threshold: self.keypoint_threshold, mask_opacity: self.mask_opacity, ..Style::default() }
+    }
+}
+
+fn list_models() {
+    let dir = models_dir();
+    println!("{:<18} {:<13} {:<22} {:<24} {:<11} weights", "name", "task", "input", "file", "licence");
+    for m in Catalog::builtin().models {
+        let input = match m.input.size {
+            SizeRule::Fixed { height, width } => format!("{height}x{width} {}", m.input.dtype.name()),
+            SizeRule::LongestSide { longest_side, multiple_of } => {
+                format!("long side {longest_side} (/{multiple_of}) {}", m.input.dtype.name())
+            }
+        };
+        let present = if dir.join(&m.file).is_file() { "" } else { " (file missing)" };
+        let weights = if m.trained { "trained" } else { "untrained fixture weights" };
+        println!("{:<18} {:<13} {:<22} {:<24} {:<11} {weights}", m.name, m.task, input, format!("{}{present}", m.file), m.licence);
+    }
+    println!("\nmodel files are read from {}", dir.display());
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Models => list_models(),
+        Command::Video { input, out, masks, quiet, models } => {
+            let mut analyzer = models.analyzer()?;
+            let job = pipeline::VideoJob { input, out_dir: out, write_masks: masks, style: models.style(), progress: !quiet };
+            let report = pipeline::run(&job, &mut analyzer)?.into_result()?;
+            eprintln!(
+                "{} frames in {:.1} s ({:.2} fps); outputs in {}",
+                report.frames,
+                report.wall_time_s,
+                report.fps,
+                job.out_dir.display()
+            );
+        }
+        Command::Image { files, out, coco_results, coco_annotations, models } => {
+            let mut analyzer = models.analyzer()?;
+            let job = images::ImageJob { files, out_dir: out, coco_results, coco_annotations, style: models.style() };
+            let n = images::run(&job, &mut analyzer)?;
+            eprintln!("{n} images; outputs in {}", job.out_dir.display());
+        }
+        Command::Bench { clip, runs, models, pose_size, out } => {
+            if runs == 0 {
+                anyhow::bail!("--runs must be at least 1");
+            }
+            bench::run(&bench::BenchJob { clip, runs, models, pose_size, out_dir: out })?;
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("edgesight: error: {e:#}");
+        std::process::exit(1);
+    }
+}

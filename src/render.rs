@@ -1,0 +1,162 @@
+//! The one renderer every output shares: a translucent mask, then per-person skeletons
+//! (limbs, joints, box) drawn onto an RGB frame with anti-aliased discs and capsules.
+
+use crate::detections::{Mask, Person};
+use crate::frame::Frame;
+use crate::skeleton::Schema;
+
+/// Distinct colours for people, in the order they are listed.
+pub const PERSON_COLOURS: [[u8; 3]; 10] = [
+    [230, 25, 75],
+    [60, 180, 75],
+    [255, 225, 25],
+    [0, 130, 200],
+    [245, 130, 48],
+    [145, 30, 180],
+    [70, 240, 240],
+    [240, 50, 230],
+    [210, 245, 60],
+    [250, 190, 212],
+];
+
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    /// Joints below this score are not drawn (nor limbs touching them).
+    pub keypoint_threshold: f32,
+    /// Mask opacity at probability 1.
+    pub mask_opacity: f32,
+    pub mask_colour: [u8; 3],
+}
+
+impl Default for Style {
+    fn default() -> Self {
+        Style { keypoint_threshold: 0.3, mask_opacity: 0.5, mask_colour: [255, 40, 170] }
+    }
+}
+
+pub struct Overlay<'a> {
+    pub people: &'a [Person],
+    pub schema: Option<Schema>,
+    pub mask: Option<&'a Mask>,
+}
+
+/// Draws `overlay` onto `frame` in place.
+pub fn draw(frame: &mut Frame, overlay: &Overlay, style: &Style) {
+    if let Some(mask) = overlay.mask {
+        blend_mask(frame, mask, style);
+    }
+    let thickness = (frame.width.max(frame.height) as f32 / 400.0).max(1.5);
+    for (i, person) in overlay.people.iter().enumerate() {
+        let colour = PERSON_COLOURS[i % PERSON_COLOURS.len()];
+        let [x0, y0, x1, y1] = person.bbox;
+        for (a, b) in [((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))] {
+            capsule(frame, a, b, 0.75, colour, 0.6);
+        }
+        let kp = &person.keypoints;
+        let visible = |j: usize| kp.get(j).is_some_and(|k| k.score >= style.keypoint_threshold);
+        if let Some(schema) = overlay.schema {
+            for &(a, b) in schema.limbs {
+                if visible(a) && visible(b) {
+                    capsule(frame, (kp[a].x, kp[a].y), (kp[b].x, kp[b].y), thickness, colour, 1.0);
+                }
+            }
+        }
+        for k in kp.iter().filter(|k| k.score >= style.keypoint_threshold) {
+            capsule(frame, (k.x, k.y), (k.x, k.y), thickness * 2.0 + 1.0, [20, 20, 20], 1.0);
+            capsule(frame, (k.x, k.y), (k.x, k.y), thickness * 2.0, colour, 1.0);
+        }
+    }
+}
+
+fn blend_mask(frame: &mut Frame, mask: &Mask, style: &Style) {
+    let (fw, fh) = (frame.width, frame.height);
+    // Per-column sample positions, shared by every row.
+    let sx = mask.content_w / fw as f32;
+    let cols: Vec<(usize, usize, f32)> = (0..fw)
+        .map(|x| {
+            let m = ((x as f32 + 0.5) * sx - 0.5).clamp(0.0, (mask.width - 1) as f32);
+            let x0 = m as usize;
+            (x0, (x0 + 1).min(mask.width - 1), m - x0 as f32)
+        })
+        .collect();
+    let sy = mask.content_h / fh as f32;
+    let c = style.mask_colour.map(|v| v as f32);
+    for y in 0..fh {
+        let m = ((y as f32 + 0.5) * sy - 0.5).clamp(0.0, (mask.height - 1) as f32);
+        let y0 = m as usize;
+        let y1 = (y0 + 1).min(mask.height - 1);
+        let ay = m - y0 as f32;
+        let r0 = &mask.probs[y0 * mask.width..(y0 + 1) * mask.width];
+        let r1 = &mask.probs[y1 * mask.width..(y1 + 1) * mask.width];
+        let row = &mut frame.rgb[y * fw * 3..(y + 1) * fw * 3];
+        for (px, &(x0, x1, ax)) in row.chunks_exact_mut(3).zip(&cols) {
+            let top = r0[x0] + (r0[x1] - r0[x0]) * ax;
+            let bot = r1[x0] + (r1[x1] - r1[x0]) * ax;
+            let a = (top + (bot - top) * ay) * style.mask_opacity;
+            if a > 0.004 {
+                for ch in 0..3 {
+                    px[ch] = (px[ch] as f32 + (c[ch] - px[ch] as f32) * a).round() as u8;
+                }
+            }
+        }
+    }
+}
+
+/// Fills the set of points within `radius` of segment a-b, anti-aliased over one pixel.
+fn capsule(frame: &mut Frame, a: (f32, f32), b: (f32, f32), radius: f32, colour: [u8; 3], opacity: f32) {
+    if ![a.0, a.1, b.0, b.1, radius].iter().all(|v| v.is_finite()) {
+        return;
+    }
+    let pad = radius + 1.0;
+    let x_lo = (a.0.min(b.0) - pad).floor().max(0.0) as usize;
+    let y_lo = (a.1.min(b.1) - pad).floor().max(0.0) as usize;
+    let x_hi = ((a.0.max(b.0) + pad).ceil().max(0.0) as usize).min(frame.width);
+    let y_hi = ((a.1.max(b.1) + pad).ceil().max(0.0) as usize).min(frame.height);
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len2 = dx * dx + dy * dy;
+    for y in y_lo..y_hi {
+        for x in x_lo..x_hi {
+            let (px, py) = (x as f32 + 0.5 - a.0, y as f32 + 0.5 - a.1);
+            let t = if len2 > 0.0 { ((px * dx + py * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+            let (ex, ey) = (px - t * dx, py - t * dy);
+            let d = (ex * ex + ey * ey).sqrt();
+            let cover = (radius + 0.5 - d).clamp(0.0, 1.0) * opacity;
+            if cover > 0.0 {
+                let i = (y * frame.width + x) * 3;
+                for ch in 0..3 {
+                    let v = frame.rgb[i + ch] as f32;
+                    frame.rgb[i + ch] = (v + (colour[ch] as f32 - v) * cover).round() as u8;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detections::Keypoint;
+    use crate::skeleton::COCO17;
+
+    #[test]
+    fn draws_limbs_where_people_are_and_nothing_elsewhere() {
+        let mut f = Frame::new(100, 80, vec![0; 100 * 80 * 3]).unwrap();
+        let mut kps = vec![Keypoint { x: 0.0, y: 0.0, score: 0.0 }; 17];
+        kps[5] = Keypoint { x: 20.0, y: 20.0, score: 0.9 }; // left shoulder
+        kps[7] = Keypoint { x: 20.0, y: 60.0, score: 0.9 }; // left elbow
+        let p = Person { keypoints: kps, bbox: [10.0, 10.0, 30.0, 70.0], score: 0.9 };
+        draw(&mut f, &Overlay { people: &[p], schema: Some(COCO17), mask: None }, &Style::default());
+        let px = |x: usize, y: usize| &f.rgb[(y * 100 + x) * 3..(y * 100 + x) * 3 + 3];
+        assert_eq!(px(20, 40), &PERSON_COLOURS[0][..]);
+        assert_eq!(px(80, 40), &[0, 0, 0][..]);
+    }
+
+    #[test]
+    fn mask_tints_only_the_person() {
+        let mut f = Frame::new(4, 2, vec![100; 4 * 2 * 3]).unwrap();
+        let mask = Mask { width: 2, height: 1, probs: vec![1.0, 0.0], content_w: 2.0, content_h: 1.0 };
+        draw(&mut f, &Overlay { people: &[], schema: None, mask: Some(&mask) }, &Style::default());
+        assert_ne!(&f.rgb[0..3], &[100, 100, 100]);
+        assert_eq!(&f.rgb[9..12], &[100, 100, 100]);
+    }
+}

@@ -1,0 +1,98 @@
+//! A model ready to run on frames: its description, its file, and an engine planned per input
+//! size (video frames share one plan; images of other sizes get their own, cached).
+
+use crate::catalog::{ModelSpec, Task};
+use crate::decode::{self, PoseThresholds};
+use crate::detections::{Mask, Person};
+use crate::engine::tract_cpu::TractEngine;
+use crate::engine::Engine;
+use crate::frame::Frame;
+use crate::preprocess;
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Time spent in each stage of one model run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    pub preprocess: Duration,
+    pub inference: Duration,
+    pub decode: Duration,
+}
+
+impl std::ops::AddAssign for StageTimes {
+    fn add_assign(&mut self, o: StageTimes) {
+        self.preprocess += o.preprocess;
+        self.inference += o.inference;
+        self.decode += o.decode;
+    }
+}
+
+pub struct ModelSession {
+    pub spec: ModelSpec,
+    pub path: PathBuf,
+    engines: HashMap<Vec<usize>, Box<dyn Engine>>,
+    backend: String,
+}
+
+impl ModelSession {
+    /// Opens `path` as the model `spec` describes. Nothing is planned yet; `prepare_for`
+    /// plans eagerly (so a wrong model fails before any frame is read).
+    pub fn open(spec: ModelSpec, path: &Path) -> Result<ModelSession> {
+        if !path.is_file() {
+            anyhow::bail!("model file {} for '{}' does not exist", path.display(), spec.name);
+        }
+        Ok(ModelSession { spec, path: path.to_path_buf(), engines: HashMap::new(), backend: String::new() })
+    }
+
+    /// Plans the engine for frames of `frame_w` x `frame_h` (a no-op when already planned).
+    pub fn prepare_for(&mut self, frame_w: usize, frame_h: usize) -> Result<&mut Box<dyn Engine>> {
+        let (h, w) = self.spec.input_size(frame_w, frame_h);
+        let shape = self.spec.input_shape(h, w).to_vec();
+        if !self.engines.contains_key(&shape) {
+            let engine = TractEngine::load(&self.path, &self.spec, &shape)?;
+            decode::check_output_shapes(&self.spec, engine.output_shapes())
+                .with_context(|| format!("model file {} does not fit '{}'", self.path.display(), self.spec.name))?;
+            self.backend = engine.backend_name();
+            self.engines.insert(shape.clone(), Box::new(engine));
+        }
+        Ok(self.engines.get_mut(&shape).expect("inserted above"))
+    }
+
+    pub fn backend_name(&self) -> &str {
+        &self.backend
+    }
+
+    /// Runs the model and returns its raw outputs with the transform, timing each stage.
+    fn infer(&mut self, frame: &Frame, times: &mut StageTimes) -> Result<(Vec<crate::engine::Tensor>, preprocess::Transform)> {
+        let t0 = Instant::now();
+        let (input, transform) = preprocess::prepare(&self.spec, frame);
+        let t1 = Instant::now();
+        let engine = self.prepare_for(frame.width, frame.height)?;
+        let t2 = Instant::now();
+        let outputs = engine.run(&input)?;
+        let t3 = Instant::now();
+        times.preprocess += t1 - t0;
+        times.inference += t3 - t2;
+        Ok((outputs, transform))
+    }
+
+    pub fn pose(&mut self, frame: &Frame, th: PoseThresholds, times: &mut StageTimes) -> Result<Vec<Person>> {
+        debug_assert_eq!(self.spec.task, Task::Pose);
+        let (outputs, transform) = self.infer(frame, times)?;
+        let t = Instant::now();
+        let people = decode::decode_pose(&self.spec, &outputs, &transform, th)?;
+        times.decode += t.elapsed();
+        Ok(people)
+    }
+
+    pub fn mask(&mut self, frame: &Frame, times: &mut StageTimes) -> Result<Mask> {
+        debug_assert_eq!(self.spec.task, Task::Segmentation);
+        let (outputs, transform) = self.infer(frame, times)?;
+        let t = Instant::now();
+        let mask = decode::decode_mask(&self.spec, &outputs, &transform)?;
+        times.decode += t.elapsed();
+        Ok(mask)
+    }
+}

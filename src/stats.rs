@@ -1,0 +1,78 @@
+//! Latency samples per pipeline stage, summarised as p50 / p95 / max.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Summary {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+    pub total_s: f64,
+}
+
+/// Nearest-rank percentile of sorted values (`q` in 0..=1).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn summarise(samples_ms: &[f64]) -> Summary {
+    let mut s = samples_ms.to_vec();
+    s.sort_by(f64::total_cmp);
+    let total: f64 = s.iter().sum();
+    Summary {
+        count: s.len(),
+        p50_ms: percentile(&s, 0.5),
+        p95_ms: percentile(&s, 0.95),
+        max_ms: s.last().copied().unwrap_or(0.0),
+        mean_ms: if s.is_empty() { 0.0 } else { total / s.len() as f64 },
+        total_s: total / 1000.0,
+    }
+}
+
+/// Samples per named stage, kept in insertion-independent (sorted) order for reports.
+#[derive(Debug, Default, Clone)]
+pub struct StageLog {
+    stages: BTreeMap<&'static str, Vec<f64>>,
+}
+
+impl StageLog {
+    pub fn record(&mut self, stage: &'static str, d: Duration) {
+        self.stages.entry(stage).or_default().push(d.as_secs_f64() * 1000.0);
+    }
+
+    pub fn merge(&mut self, other: StageLog) {
+        for (k, v) in other.stages {
+            self.stages.entry(k).or_default().extend(v);
+        }
+    }
+
+    pub fn total_s(&self, stage: &str) -> f64 {
+        self.stages.get(stage).map_or(0.0, |v| v.iter().sum::<f64>() / 1000.0)
+    }
+
+    pub fn summaries(&self) -> BTreeMap<&'static str, Summary> {
+        self.stages.iter().map(|(k, v)| (*k, summarise(v))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(|i| i as f64).collect();
+        let s = summarise(&v);
+        assert_eq!((s.p50_ms, s.p95_ms, s.max_ms, s.count), (50.0, 95.0, 100.0, 100));
+        assert_eq!(summarise(&[]).p50_ms, 0.0);
+        assert_eq!(summarise(&[7.0]).p95_ms, 7.0);
+    }
+}
