@@ -103,8 +103,17 @@ fn parse_rate(s: &str) -> Option<f64> {
     (r.is_finite() && r > 0.0 && r < 10_000.0).then_some(r)
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no message").to_string()
+/// The first non-empty line of a tool's stderr, without ffmpeg's "[component @ 0x...] " prefix.
+pub(crate) fn first_line(s: &str) -> String {
+    let line = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no message");
+    strip_component(line).to_string()
+}
+
+pub(crate) fn strip_component(line: &str) -> &str {
+    match (line.starts_with('['), line.find("] ")) {
+        (true, Some(end)) if line[..end].contains(" @ ") => &line[end + 2..],
+        _ => line,
+    }
 }
 
 /// How decoding ended.
@@ -260,5 +269,12 @@ mod tests {
         assert!((parse_rate("30000/1001").unwrap() - 29.97).abs() < 1e-2);
         assert_eq!(parse_rate("0/0"), None);
         assert_eq!(parse_rate("abc"), None);
+    }
+
+    #[test]
+    fn ffmpeg_component_prefix_is_stripped() {
+        assert_eq!(first_line("\n[h264 @ 0x5622] Invalid NAL unit size\nmore"), "Invalid NAL unit size");
+        assert_eq!(first_line("moov atom not found"), "moov atom not found");
+        assert_eq!(first_line(""), "no message");
     }
 }

@@ -1,7 +1,7 @@
 //! Annotated video out: raw RGB frames piped into an ffmpeg child that encodes H.264 in MP4.
 
 use crate::frame::Frame;
-use crate::video_source::{drain, spawn_error, tool};
+use crate::video_source::{drain, spawn_error, strip_component, tool};
 use anyhow::{bail, Result};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -89,7 +89,7 @@ impl VideoWriter {
     fn encoder_message(&self) -> Option<String> {
         let s = self.stderr.lock().ok()?;
         let line = s.lines().map(str::trim).rfind(|l| !l.is_empty())?;
-        Some(line.to_string())
+        Some(strip_component(line).to_string())
     }
 }
 

@@ -73,7 +73,7 @@ fn check_input(model: &InferenceModel, spec: &ModelSpec, input_shape: &[usize]) 
             DType::I32 => i32::datum_type(),
         };
         if dt != expected {
-            bail!("its input is {dt:?}, expected {}", spec.input.dtype.name());
+            bail!("its input is {}, expected {}", dtype_name(dt), spec.input.dtype.name());
         }
     }
     if let Some(rank) = fact.shape.rank().concretize() {
@@ -96,6 +96,20 @@ fn check_input(model: &InferenceModel, spec: &ModelSpec, input_shape: &[usize]) 
         }
     }
     Ok(())
+}
+
+/// ONNX-style names for the element types a user is likely to meet.
+fn dtype_name(dt: DatumType) -> String {
+    match dt {
+        DatumType::F32 => "float32".into(),
+        DatumType::F16 => "float16".into(),
+        DatumType::F64 => "float64".into(),
+        DatumType::I32 => "int32".into(),
+        DatumType::I64 => "int64".into(),
+        DatumType::U8 => "uint8".into(),
+        DatumType::I8 => "int8".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
 }
 
 impl Engine for TractEngine {
