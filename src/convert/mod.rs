@@ -1,0 +1,5 @@
+//! Official checkpoints -> ONNX graphs that edgesight's engines run.
+
+pub mod litepose;
+pub mod onnx;
+pub mod weights;
