@@ -3,7 +3,8 @@
 
 use crate::catalog::{Catalog, ModelSpec, Task};
 use crate::decode::PoseThresholds;
-use crate::detections::{Mask, Person};
+use crate::decode::Segmentation;
+use crate::detections::{ClassMap, Mask, Person};
 use crate::frame::Frame;
 use crate::session::{ModelSession, StageTimes};
 use crate::skeleton::{self, Schema};
@@ -23,7 +24,10 @@ pub struct ModelChoice {
 
 pub struct Analysis {
     pub people: Vec<Person>,
+    /// From person-mask models.
     pub mask: Option<Mask>,
+    /// From semantic (class) segmentation models.
+    pub classes: Option<ClassMap>,
 }
 
 /// Per-frame time of each model's stages.
@@ -61,7 +65,7 @@ pub struct Analyzer {
 fn open(catalog: &Catalog, name: &str, file: Option<&PathBuf>, task: Task, size: Option<usize>) -> Result<ModelSession> {
     let mut spec: ModelSpec = catalog.get_for_task(name, task)?.clone();
     if let Some(side) = size {
-        spec = spec.with_longest_side(side)?;
+        spec = spec.with_side(side)?;
     }
     let path = match file {
         Some(f) => f.clone(),
@@ -113,11 +117,14 @@ impl Analyzer {
             Some(p) => p.pose(frame, self.thresholds, &mut times.pose)?,
             None => Vec::new(),
         };
-        let mask = match &mut self.seg {
-            Some(s) => Some(s.mask(frame, &mut times.seg)?),
-            None => None,
+        let (mask, classes) = match &mut self.seg {
+            Some(s) => match s.segment(frame, &mut times.seg)? {
+                Segmentation::Person(m) => (Some(m), None),
+                Segmentation::Classes(c) => (None, Some(c)),
+            },
+            None => (None, None),
         };
-        Ok(Analysis { people, mask })
+        Ok(Analysis { people, mask, classes })
     }
 
     /// Loaded models as reported, for frames of the given size.

@@ -57,6 +57,9 @@ pub enum SizeRule {
     Fixed { height: usize, width: usize },
     /// The frame's longest side becomes `longest_side`; both sides are padded up to `multiple_of`.
     LongestSide { longest_side: usize, multiple_of: usize },
+    /// HigherHRNet/LitePose `get_multi_scale_size`: the short side becomes `short_side` (rounded
+    /// up to `multiple_of`), the long side keeps the aspect ratio, rounded up to `multiple_of`.
+    ShortSide { short_side: usize, multiple_of: usize },
 }
 
 /// How the frame is fitted into the input tensor.
@@ -67,6 +70,9 @@ pub enum ResizeMode {
     Stretch,
     /// Keep the aspect ratio, place the image at the top-left, pad the rest with zeros.
     Letterbox,
+    /// Keep the aspect ratio, centre the image and pad both sides (LitePose's warpAffine about the
+    /// image centre, with OpenCV's corner-aligned bilinear sampling and black borders).
+    CenterPad,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +97,8 @@ pub enum DecoderSpec {
     Probability { channel: usize },
     /// [1, H, W, C] logits; softmax over C, `channel` is the person probability.
     Softmax { channel: usize },
+    /// [1, C, h, w] class logits (C = classes.len()); upsampled to the input, then argmax.
+    Classes,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,6 +133,18 @@ impl ModelSpec {
                 let w = round_up(((frame_w as f64 * scale).round() as usize).max(1));
                 (h, w)
             }
+            SizeRule::ShortSide { short_side, multiple_of } => {
+                // get_multi_scale_size with scale 1: int arithmetic as in the official code.
+                let m = multiple_of.max(1) as f64;
+                let short = ((short_side as f64 + m - 1.0) / m).floor() * m;
+                let (fw, fh) = (frame_w.max(1) as f64, frame_h.max(1) as f64);
+                let long_of = |l: f64, s: f64| (((short / s * l + m - 1.0) / m).floor() * m) as usize;
+                if frame_w < frame_h {
+                    (long_of(fh, fw), short as usize)
+                } else {
+                    (short as usize, long_of(fw, fh))
+                }
+            }
         }
     }
 
@@ -136,14 +156,16 @@ impl ModelSpec {
         }
     }
 
-    /// Replace the longest-side target (for `--pose-size`); fixed-size models refuse.
-    pub fn with_longest_side(mut self, side: usize) -> Result<Self> {
+    /// Replace the size target (longest or shortest side, for `--pose-size` / `--seg-size`);
+    /// fixed-size models refuse.
+    pub fn with_side(mut self, side: usize) -> Result<Self> {
         match &mut self.input.size {
-            SizeRule::LongestSide { longest_side, multiple_of } => {
-                if side == 0 || side % *multiple_of != 0 {
-                    bail!("input size {side} for {} must be a positive multiple of {multiple_of}", self.name);
+            SizeRule::LongestSide { longest_side: target, multiple_of }
+            | SizeRule::ShortSide { short_side: target, multiple_of } => {
+                if side == 0 || side % *multiple_of != 0 || side > 8192 {
+                    bail!("input size {side} for {} must be a positive multiple of {multiple_of} (at most 8192)", self.name);
                 }
-                *longest_side = side;
+                *target = side;
                 Ok(self)
             }
             SizeRule::Fixed { height, width } => {
@@ -219,11 +241,11 @@ mod tests {
     #[test]
     fn longest_side_rounds_up_to_multiple() {
         let c = Catalog::builtin();
-        let m = c.get("movenet-multipose").unwrap().clone().with_longest_side(384).unwrap();
+        let m = c.get("movenet-multipose").unwrap().clone().with_side(384).unwrap();
         assert_eq!(m.input_size(768, 576), (288, 384));
         assert_eq!(m.input_size(640, 425), (256, 384)); // 255 -> 256
         assert_eq!(m.input_size(500, 333), (256, 384));
-        assert!(m.clone().with_longest_side(100).is_err());
+        assert!(m.clone().with_side(100).is_err());
         let s = c.get("selfie").unwrap();
         assert_eq!(s.input_size(768, 576), (256, 256));
     }

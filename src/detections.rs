@@ -1,5 +1,6 @@
 //! What the decoders produce, in source-frame pixels: people with keypoints, and masks.
 
+use crate::preprocess::FrameOnGrid;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -24,25 +25,44 @@ pub struct Mask {
     pub width: usize,
     pub height: usize,
     pub probs: Vec<f32>,
-    /// The part of the mask that covers the frame (the rest is padding), in mask pixels.
-    pub content_w: f32,
-    pub content_h: f32,
+    /// Where the frame lies on the mask grid (the rest is padding).
+    pub region: FrameOnGrid,
+}
+
+/// Per-pixel class labels (semantic segmentation) with the classes' names and colours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassMap {
+    pub width: usize,
+    pub height: usize,
+    pub labels: Vec<u8>,
+    pub region: FrameOnGrid,
+    pub classes: Vec<String>,
+    pub palette: Vec<[u8; 3]>,
+}
+
+/// Grid cells covered by the frame: [x0, x1) x [y0, y1), clamped to the grid.
+fn covered(region: &FrameOnGrid, width: usize, height: usize) -> (usize, usize, usize, usize) {
+    let clamp = |v: f32, n: usize| (v.round().max(0.0) as usize).min(n);
+    let (x0, y0) = (clamp(region.x0, width), clamp(region.y0, height));
+    let (x1, y1) = (clamp(region.x0 + region.w, width), clamp(region.y0 + region.h, height));
+    (x0, x1.max(x0 + 1).min(width), y0, y1.max(y0 + 1).min(height))
 }
 
 impl Mask {
     /// Fraction of the frame where the person probability is at least one half.
     pub fn coverage(&self) -> f32 {
-        let cw = (self.content_w.round() as usize).clamp(1, self.width);
-        let ch = (self.content_h.round() as usize).clamp(1, self.height);
-        let on: usize =
-            (0..ch).map(|y| self.probs[y * self.width..y * self.width + cw].iter().filter(|&&p| p >= 0.5).count()).sum();
-        on as f32 / (cw * ch) as f32
+        let (x0, x1, y0, y1) = covered(&self.region, self.width, self.height);
+        let on: usize = (y0..y1)
+            .map(|y| self.probs[y * self.width + x0..y * self.width + x1].iter().filter(|&&p| p >= 0.5).count())
+            .sum();
+        on as f32 / ((x1 - x0) * (y1 - y0)).max(1) as f32
     }
 
     /// Bilinear probability at a source-frame pixel centre.
     pub fn sample(&self, fx: f32, fy: f32, frame_w: usize, frame_h: usize) -> f32 {
-        let mx = ((fx + 0.5) * self.content_w / frame_w as f32 - 0.5).clamp(0.0, (self.width - 1) as f32);
-        let my = ((fy + 0.5) * self.content_h / frame_h as f32 - 0.5).clamp(0.0, (self.height - 1) as f32);
+        let (mx, my) = self.region.grid_pos(fx, fy, frame_w, frame_h);
+        let mx = mx.clamp(0.0, (self.width - 1) as f32);
+        let my = my.clamp(0.0, (self.height - 1) as f32);
         let (x0, y0) = (mx as usize, my as usize);
         let (x1, y1) = ((x0 + 1).min(self.width - 1), (y0 + 1).min(self.height - 1));
         let (ax, ay) = (mx - x0 as f32, my - y0 as f32);
@@ -61,5 +81,30 @@ impl Mask {
             }
         }
         out
+    }
+}
+
+impl ClassMap {
+    /// Nearest label at a source-frame pixel centre.
+    pub fn label_at(&self, fx: f32, fy: f32, frame_w: usize, frame_h: usize) -> u8 {
+        let (mx, my) = self.region.grid_pos(fx, fy, frame_w, frame_h);
+        let x = (mx.round().max(0.0) as usize).min(self.width - 1);
+        let y = (my.round().max(0.0) as usize).min(self.height - 1);
+        self.labels[y * self.width + x]
+    }
+
+    /// Fraction of the frame per class, in class order.
+    pub fn fractions(&self) -> Vec<f32> {
+        let (x0, x1, y0, y1) = covered(&self.region, self.width, self.height);
+        let mut counts = vec![0usize; self.classes.len()];
+        for y in y0..y1 {
+            for &l in &self.labels[y * self.width + x0..y * self.width + x1] {
+                if let Some(c) = counts.get_mut(l as usize) {
+                    *c += 1;
+                }
+            }
+        }
+        let n = ((x1 - x0) * (y1 - y0)).max(1) as f32;
+        counts.iter().map(|&c| c as f32 / n).collect()
     }
 }

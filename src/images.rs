@@ -97,7 +97,7 @@ pub fn run(job: &ImageJob, analyzer: &mut Analyzer) -> Result<usize> {
             if let Some(id) = id {
                 coco.extend(analysis.people.iter().map(|p| CocoResult::new(*id, p)));
             }
-            render::draw(&mut frame, &Overlay { people: &analysis.people, schema, mask: analysis.mask.as_ref() }, &job.style);
+            render::draw(&mut frame, &Overlay::of(&analysis, schema), &job.style);
             let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
             let out = job.out_dir.join(format!("{stem}.annotated.png"));
             frame.save_png(&out)?;

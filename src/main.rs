@@ -140,6 +140,9 @@ fn list_models() {
             SizeRule::LongestSide { longest_side, multiple_of } => {
                 format!("long side {longest_side} (/{multiple_of}) {}", m.input.dtype.name())
             }
+            SizeRule::ShortSide { short_side, multiple_of } => {
+                format!("short side {short_side} (/{multiple_of}) {}", m.input.dtype.name())
+            }
         };
         let present = if dir.join(&m.file).is_file() { "" } else { " (file missing)" };
         let weights = if m.trained { "trained" } else { "untrained fixture weights" };

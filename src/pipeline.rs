@@ -250,7 +250,7 @@ fn sink_loop(
     for Analysed { mut frame, analysis } in rx.iter() {
         let t0 = Instant::now();
         let record = FrameRecord::new(frame.index, frame.timestamp_s, &analysis);
-        render::draw(&mut frame, &Overlay { people: &analysis.people, schema, mask: analysis.mask.as_ref() }, &style);
+        render::draw(&mut frame, &Overlay::of(&analysis, schema), &style);
         let t1 = Instant::now();
         let step = writer.write(&frame).and_then(|_| {
             serde_json::to_writer(&mut jsonl, &record)?;

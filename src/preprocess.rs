@@ -5,43 +5,120 @@ use crate::catalog::{DType, Layout, ModelSpec, ResizeMode};
 use crate::engine::{Tensor, TensorData};
 use crate::frame::Frame;
 
-/// Maps model-input pixel coordinates to source-frame pixel coordinates.
+/// Maps model-input pixel coordinates to source-frame pixel coordinates:
+/// source = input * scale + offset, per axis.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transform {
     /// Input tensor size.
     pub input_w: usize,
     pub input_h: usize,
-    /// Region of the input that holds the picture (the rest is padding), in input pixels.
-    pub content_w: f32,
-    pub content_h: f32,
     /// Source frame size.
     pub frame_w: usize,
     pub frame_h: usize,
+    /// Source pixels per input pixel.
+    pub scale_x: f32,
+    pub scale_y: f32,
+    /// Source coordinate of input coordinate 0.
+    pub offset_x: f32,
+    pub offset_y: f32,
+}
+
+/// Where the source frame lies on a model output grid, in grid pixels (origin and extent).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameOnGrid {
+    pub x0: f32,
+    pub y0: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+impl FrameOnGrid {
+    /// The whole grid covers the frame.
+    pub fn full(w: usize, h: usize) -> FrameOnGrid {
+        FrameOnGrid { x0: 0.0, y0: 0.0, w: w as f32, h: h as f32 }
+    }
+
+    /// Grid position (pixel-centre convention) of the centre of frame pixel (fx, fy).
+    #[inline]
+    pub fn grid_pos(&self, fx: f32, fy: f32, frame_w: usize, frame_h: usize) -> (f32, f32) {
+        (self.x0 + (fx + 0.5) * self.w / frame_w as f32 - 0.5, self.y0 + (fy + 0.5) * self.h / frame_h as f32 - 0.5)
+    }
 }
 
 impl Transform {
     pub fn new(spec: &ModelSpec, frame_w: usize, frame_h: usize) -> Transform {
         let (input_h, input_w) = spec.input_size(frame_w, frame_h);
-        let (content_w, content_h) = match spec.input.resize {
-            ResizeMode::Stretch => (input_w as f32, input_h as f32),
+        let (fw, fh, iw, ih) = (frame_w as f32, frame_h as f32, input_w as f32, input_h as f32);
+        let (scale_x, scale_y, offset_x, offset_y) = match spec.input.resize {
+            ResizeMode::Stretch => (fw / iw, fh / ih, 0.0, 0.0),
             ResizeMode::Letterbox => {
-                let s = (input_w as f32 / frame_w as f32).min(input_h as f32 / frame_h as f32);
-                (frame_w as f32 * s, frame_h as f32 * s)
+                let s = (fw / iw).max(fh / ih);
+                (s, s, 0.0, 0.0)
+            }
+            ResizeMode::CenterPad => {
+                // get_multi_scale_size: the short side fills the input; centre = int(w / 2 + 0.5).
+                let s = if frame_w < frame_h { fw / iw } else { fh / ih };
+                let (cx, cy) = ((fw / 2.0 + 0.5).floor(), (fh / 2.0 + 0.5).floor());
+                (s, s, cx - iw * s / 2.0, cy - ih * s / 2.0)
             }
         };
-        Transform { input_w, input_h, content_w, content_h, frame_w, frame_h }
-    }
-
-    /// Source pixels per input pixel, per axis.
-    pub fn scale(&self) -> (f32, f32) {
-        (self.frame_w as f32 / self.content_w, self.frame_h as f32 / self.content_h)
+        Transform { input_w, input_h, frame_w, frame_h, scale_x, scale_y, offset_x, offset_y }
     }
 
     /// A point in input pixels to source pixels.
     pub fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
-        let (sx, sy) = self.scale();
-        (x * sx, y * sy)
+        (x * self.scale_x + self.offset_x, y * self.scale_y + self.offset_y)
     }
+
+    /// Where the frame lies on an output grid of `grid_w` x `grid_h` spanning the input.
+    pub fn frame_on_grid(&self, grid_w: usize, grid_h: usize) -> FrameOnGrid {
+        let (gx, gy) = (grid_w as f32 / self.input_w as f32, grid_h as f32 / self.input_h as f32);
+        FrameOnGrid {
+            x0: -self.offset_x / self.scale_x * gx,
+            y0: -self.offset_y / self.scale_y * gy,
+            w: self.frame_w as f32 / self.scale_x * gx,
+            h: self.frame_h as f32 / self.scale_y * gy,
+        }
+    }
+}
+
+/// Two bilinear taps along one axis; a weight of 0 marks padding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tap {
+    i0: usize,
+    i1: usize,
+    w0: f32,
+    w1: f32,
+}
+
+/// Sampling table for one axis of `out_len` outputs over `len` source pixels.
+fn taps(out_len: usize, len: usize, scale: f32, offset: f32, mode: ResizeMode) -> Vec<Tap> {
+    let last = len - 1;
+    (0..out_len)
+        .map(|i| match mode {
+            // Half-pixel centres, edge replicated (cv2.resize / PIL); outside the picture: padding.
+            ResizeMode::Stretch | ResizeMode::Letterbox => {
+                let extent = len as f32 / scale;
+                if i as f32 >= extent.round() {
+                    return Tap { i0: 0, i1: 0, w0: 0.0, w1: 0.0 };
+                }
+                let s = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (s.floor() as usize).min(last);
+                let f = if i0 == last { 0.0 } else { s - i0 as f32 };
+                Tap { i0, i1: (i0 + 1).min(last), w0: 1.0 - f, w1: f }
+            }
+            // cv2.warpAffine: src = dst * scale + offset, bilinear, constant black border.
+            ResizeMode::CenterPad => {
+                let s = i as f32 * scale + offset;
+                let f0 = s.floor();
+                let f = s - f0;
+                let inside = |p: f32| p >= 0.0 && p <= last as f32;
+                let (w0, w1) = (if inside(f0) { 1.0 - f } else { 0.0 }, if inside(f0 + 1.0) { f } else { 0.0 });
+                let clamp = |p: f32| p.clamp(0.0, last as f32) as usize;
+                Tap { i0: clamp(f0), i1: clamp(f0 + 1.0), w0, w1 }
+            }
+        })
+        .collect()
 }
 
 /// Preprocesses `frame` for `spec`.
@@ -49,41 +126,22 @@ pub fn prepare(spec: &ModelSpec, frame: &Frame) -> (Tensor, Transform) {
     let t = Transform::new(spec, frame.width, frame.height);
     let (w, h) = (t.input_w, t.input_h);
     let inp = &spec.input;
-    // Per-channel affine: value = pixel * a[c] + b[c].
+    // Per-channel affine: value = pixel * a[c] + b[c]; padding is a black pixel, i.e. b[c].
     let a: [f32; 3] = std::array::from_fn(|c| inp.scale / inp.std[c]);
     let b: [f32; 3] = std::array::from_fn(|c| -inp.mean[c] / inp.std[c]);
+    let cols = taps(w, frame.width, t.scale_x, t.offset_x, inp.resize);
+    let rows = taps(h, frame.height, t.scale_y, t.offset_y, inp.resize);
     let mut values = vec![0f32; w * h * 3];
-    // Zero padding is a zero *value* after normalisation would be wrong for mean != 0; the
-    // padding holds the normalised value of a black pixel, as a zero-padded image would.
-    for c in 0..3 {
-        let pad = b[c];
-        if pad != 0.0 {
-            match inp.layout {
-                Layout::Nhwc => values.iter_mut().skip(c).step_by(3).for_each(|v| *v = pad),
-                Layout::Nchw => values[c * w * h..(c + 1) * w * h].iter_mut().for_each(|v| *v = pad),
-            }
-        }
-    }
-    let cw = (t.content_w.round() as usize).clamp(1, w);
-    let ch = (t.content_h.round() as usize).clamp(1, h);
-    let (sx, sy) = (frame.width as f32 / t.content_w, frame.height as f32 / t.content_h);
-    // Column sample positions and weights, computed once per call (half-pixel centres).
-    let cols: Vec<(usize, usize, f32)> = (0..cw).map(|x| sample_pos(x, sx, frame.width)).collect();
     let src = &frame.rgb;
     let stride = frame.width * 3;
-    for y in 0..ch {
-        let (y0, y1, fy) = sample_pos(y, sy, frame.height);
-        let r0 = &src[y0 * stride..(y0 + 1) * stride];
-        let r1 = &src[y1 * stride..(y1 + 1) * stride];
-        for (x, &(x0, x1, fx)) in cols.iter().enumerate() {
+    for (y, ry) in rows.iter().enumerate() {
+        let r0 = &src[ry.i0 * stride..(ry.i0 + 1) * stride];
+        let r1 = &src[ry.i1 * stride..(ry.i1 + 1) * stride];
+        for (x, cx) in cols.iter().enumerate() {
             for c in 0..3 {
-                let p00 = r0[x0 * 3 + c] as f32;
-                let p01 = r0[x1 * 3 + c] as f32;
-                let p10 = r1[x0 * 3 + c] as f32;
-                let p11 = r1[x1 * 3 + c] as f32;
-                let top = p00 + (p01 - p00) * fx;
-                let bot = p10 + (p11 - p10) * fx;
-                let p = top + (bot - top) * fy;
+                let top = r0[cx.i0 * 3 + c] as f32 * cx.w0 + r0[cx.i1 * 3 + c] as f32 * cx.w1;
+                let bot = r1[cx.i0 * 3 + c] as f32 * cx.w0 + r1[cx.i1 * 3 + c] as f32 * cx.w1;
+                let p = top * ry.w0 + bot * ry.w1;
                 let idx = match inp.layout {
                     Layout::Nhwc => (y * w + x) * 3 + c,
                     Layout::Nchw => c * w * h + y * w + x,
@@ -100,19 +158,10 @@ pub fn prepare(spec: &ModelSpec, frame: &Frame) -> (Tensor, Transform) {
     (Tensor { shape, data }, t)
 }
 
-/// Bilinear source indices and weight for output index `i` at `scale` source pixels per output pixel.
-#[inline]
-fn sample_pos(i: usize, scale: f32, len: usize) -> (usize, usize, f32) {
-    let s = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
-    let i0 = (s.floor() as usize).min(len - 1);
-    let i1 = (i0 + 1).min(len - 1);
-    (i0, i1, s - i0 as f32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Catalog;
+    use crate::catalog::{Catalog, SizeRule};
 
     fn gradient(w: usize, h: usize) -> Frame {
         let mut rgb = vec![0u8; w * h * 3];
@@ -129,26 +178,27 @@ mod tests {
 
     #[test]
     fn letterbox_pads_and_keeps_aspect() {
-        let spec = Catalog::builtin().get("movenet-multipose").unwrap().clone().with_longest_side(256).unwrap();
+        let spec = Catalog::builtin().get("movenet-multipose").unwrap().clone().with_side(256).unwrap();
         let f = gradient(200, 100);
         let (t, tr) = prepare(&spec, &f);
         assert_eq!(t.shape, vec![1, 128, 256, 3]);
-        assert_eq!((tr.content_w, tr.content_h), (256.0, 128.0));
         let TensorData::I32(v) = &t.data else { panic!("int32 expected") };
         // Blue channel is constant 77 everywhere in the picture.
         assert!(v.iter().skip(2).step_by(3).all(|&b| b == 77));
         // Red grows left to right.
         assert!(v[0] < v[(255) * 3]);
         assert_eq!(tr.to_source(128.0, 64.0), (100.0, 50.0));
+        let g = tr.frame_on_grid(128, 64);
+        assert_eq!((g.x0, g.y0, g.w, g.h), (0.0, 0.0, 128.0, 64.0));
     }
 
     #[test]
     fn letterbox_padding_region_is_black() {
-        let spec = Catalog::builtin().get("movenet-multipose").unwrap().clone().with_longest_side(64).unwrap();
+        let spec = Catalog::builtin().get("movenet-multipose").unwrap().clone().with_side(64).unwrap();
         let f = gradient(64, 20); // 20 rows -> content 20, padded to 32
         let (t, tr) = prepare(&spec, &f);
         assert_eq!(t.shape, vec![1, 32, 64, 3]);
-        assert_eq!(tr.content_h, 20.0);
+        assert_eq!(tr.frame_on_grid(64, 32).h, 20.0);
         let TensorData::I32(v) = &t.data else { panic!() };
         assert!(v[20 * 64 * 3..].iter().all(|&p| p == 0));
         assert!(v[19 * 64 * 3 + 2] == 77);
@@ -160,9 +210,47 @@ mod tests {
         let f = gradient(512, 300);
         let (t, tr) = prepare(&spec, &f);
         assert_eq!(t.shape, vec![1, 256, 256, 3]);
-        assert_eq!(tr.scale(), (2.0, 300.0 / 256.0));
+        assert_eq!((tr.scale_x, tr.scale_y), (2.0, 300.0 / 256.0));
         let TensorData::F32(v) = &t.data else { panic!() };
         assert!(v.iter().all(|&p| (0.0..=1.0001).contains(&p)));
         assert!((v[2] - 77.0 / 255.0).abs() < 1e-5);
+    }
+
+    fn litepose_like(short: usize) -> ModelSpec {
+        let mut spec = Catalog::builtin().get("selfie").unwrap().clone();
+        spec.input.size = SizeRule::ShortSide { short_side: short, multiple_of: 64 };
+        spec.input.resize = ResizeMode::CenterPad;
+        spec.input.layout = Layout::Nchw;
+        spec
+    }
+
+    #[test]
+    fn short_side_rule_matches_get_multi_scale_size() {
+        let spec = litepose_like(256);
+        // w >= h: h_resized = 256, w_resized = int((256 / 425 * 640 + 63) // 64 * 64) = 448.
+        assert_eq!(spec.input_size(640, 425), (256, 448));
+        // w < h: w_resized = 256, h_resized = ceil64(256 / 480 * 640) = 384.
+        assert_eq!(spec.input_size(480, 640), (384, 256));
+        assert_eq!(litepose_like(448).input_size(768, 576), (448, 640));
+    }
+
+    #[test]
+    fn center_pad_maps_about_the_image_centre() {
+        let spec = litepose_like(256);
+        let f = gradient(640, 425);
+        let (t, tr) = prepare(&spec, &f);
+        assert_eq!(t.shape, vec![1, 3, 256, 448]);
+        // The input centre is the image centre int(w/2+0.5), int(h/2+0.5).
+        let (x, y) = tr.to_source(224.0, 128.0);
+        assert!((x - 320.0).abs() < 1e-3 && (y - 213.0).abs() < 1e-3, "{x} {y}");
+        // Columns left of the picture are padding (black -> 0 after scale with zero mean).
+        let TensorData::F32(v) = &t.data else { panic!() };
+        let first_col_padding = (tr.offset_x < -tr.scale_x) as usize;
+        assert_eq!(first_col_padding, 1);
+        assert_eq!(v[0], 0.0);
+        // Blue inside the picture stays 77 / 255.
+        assert!((v[2 * 256 * 448 + 128 * 448 + 224] - 77.0 / 255.0).abs() < 1e-5);
+        let g = tr.frame_on_grid(448, 256);
+        assert!((g.w - 640.0 / tr.scale_x).abs() < 1e-3 && g.x0 > 0.0);
     }
 }

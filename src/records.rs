@@ -4,6 +4,7 @@
 use crate::analyzer::Analysis;
 use crate::detections::Person;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Serialize)]
 pub struct PersonRecord {
@@ -28,6 +29,9 @@ pub struct FrameRecord {
     pub people: Vec<PersonRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mask: Option<MaskRecord>,
+    /// Fraction of the frame per class name (semantic segmentation models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<BTreeMap<String, f32>>,
 }
 
 fn round(v: f32, digits: i32) -> f32 {
@@ -52,6 +56,9 @@ impl FrameRecord {
             timestamp_s: (timestamp_s * 1e6).round() / 1e6,
             people: a.people.iter().map(PersonRecord::from_person).collect(),
             mask: a.mask.as_ref().map(|m| MaskRecord { coverage: round(m.coverage(), 5) }),
+            classes: a.classes.as_ref().map(|c| {
+                c.classes.iter().cloned().zip(c.fractions().into_iter().map(|f| round(f, 5))).collect()
+            }),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The one renderer every output shares: a translucent mask, then per-person skeletons
 //! (limbs, joints, box) drawn onto an RGB frame with anti-aliased discs and capsules.
 
-use crate::detections::{Mask, Person};
+use crate::analyzer::Analysis;
+use crate::detections::{ClassMap, Mask, Person};
 use crate::frame::Frame;
 use crate::skeleton::Schema;
 
@@ -38,12 +39,22 @@ pub struct Overlay<'a> {
     pub people: &'a [Person],
     pub schema: Option<Schema>,
     pub mask: Option<&'a Mask>,
+    pub classes: Option<&'a ClassMap>,
+}
+
+impl<'a> Overlay<'a> {
+    pub fn of(analysis: &'a Analysis, schema: Option<Schema>) -> Overlay<'a> {
+        Overlay { people: &analysis.people, schema, mask: analysis.mask.as_ref(), classes: analysis.classes.as_ref() }
+    }
 }
 
 /// Draws `overlay` onto `frame` in place.
 pub fn draw(frame: &mut Frame, overlay: &Overlay, style: &Style) {
     if let Some(mask) = overlay.mask {
         blend_mask(frame, mask, style);
+    }
+    if let Some(classes) = overlay.classes {
+        blend_classes(frame, classes, style);
     }
     let thickness = (frame.width.max(frame.height) as f32 / 400.0).max(1.5);
     for (i, person) in overlay.people.iter().enumerate() {
@@ -71,18 +82,16 @@ pub fn draw(frame: &mut Frame, overlay: &Overlay, style: &Style) {
 fn blend_mask(frame: &mut Frame, mask: &Mask, style: &Style) {
     let (fw, fh) = (frame.width, frame.height);
     // Per-column sample positions, shared by every row.
-    let sx = mask.content_w / fw as f32;
     let cols: Vec<(usize, usize, f32)> = (0..fw)
         .map(|x| {
-            let m = ((x as f32 + 0.5) * sx - 0.5).clamp(0.0, (mask.width - 1) as f32);
+            let m = mask.region.grid_pos(x as f32, 0.0, fw, fh).0.clamp(0.0, (mask.width - 1) as f32);
             let x0 = m as usize;
             (x0, (x0 + 1).min(mask.width - 1), m - x0 as f32)
         })
         .collect();
-    let sy = mask.content_h / fh as f32;
     let c = style.mask_colour.map(|v| v as f32);
     for y in 0..fh {
-        let m = ((y as f32 + 0.5) * sy - 0.5).clamp(0.0, (mask.height - 1) as f32);
+        let m = mask.region.grid_pos(0.0, y as f32, fw, fh).1.clamp(0.0, (mask.height - 1) as f32);
         let y0 = m as usize;
         let y1 = (y0 + 1).min(mask.height - 1);
         let ay = m - y0 as f32;
@@ -97,6 +106,21 @@ fn blend_mask(frame: &mut Frame, mask: &Mask, style: &Style) {
                 for ch in 0..3 {
                     px[ch] = (px[ch] as f32 + (c[ch] - px[ch] as f32) * a).round() as u8;
                 }
+            }
+        }
+    }
+}
+
+fn blend_classes(frame: &mut Frame, map: &ClassMap, style: &Style) {
+    let (fw, fh) = (frame.width, frame.height);
+    let a = style.mask_opacity;
+    for y in 0..fh {
+        for x in 0..fw {
+            let label = map.label_at(x as f32, y as f32, fw, fh) as usize;
+            let Some(c) = map.palette.get(label) else { continue };
+            let px = &mut frame.rgb[(y * fw + x) * 3..(y * fw + x) * 3 + 3];
+            for ch in 0..3 {
+                px[ch] = (px[ch] as f32 + (c[ch] as f32 - px[ch] as f32) * a).round() as u8;
             }
         }
     }
@@ -145,7 +169,7 @@ mod tests {
         kps[5] = Keypoint { x: 20.0, y: 20.0, score: 0.9 }; // left shoulder
         kps[7] = Keypoint { x: 20.0, y: 60.0, score: 0.9 }; // left elbow
         let p = Person { keypoints: kps, bbox: [10.0, 10.0, 30.0, 70.0], score: 0.9 };
-        draw(&mut f, &Overlay { people: &[p], schema: Some(COCO17), mask: None }, &Style::default());
+        draw(&mut f, &Overlay { people: &[p], schema: Some(COCO17), mask: None, classes: None }, &Style::default());
         let px = |x: usize, y: usize| &f.rgb[(y * 100 + x) * 3..(y * 100 + x) * 3 + 3];
         assert_eq!(px(20, 40), &PERSON_COLOURS[0][..]);
         assert_eq!(px(80, 40), &[0, 0, 0][..]);
@@ -154,8 +178,8 @@ mod tests {
     #[test]
     fn mask_tints_only_the_person() {
         let mut f = Frame::new(4, 2, vec![100; 4 * 2 * 3]).unwrap();
-        let mask = Mask { width: 2, height: 1, probs: vec![1.0, 0.0], content_w: 2.0, content_h: 1.0 };
-        draw(&mut f, &Overlay { people: &[], schema: None, mask: Some(&mask) }, &Style::default());
+        let mask = Mask { width: 2, height: 1, probs: vec![1.0, 0.0], region: crate::preprocess::FrameOnGrid::full(2, 1) };
+        draw(&mut f, &Overlay { people: &[], schema: None, mask: Some(&mask), classes: None }, &Style::default());
         assert_ne!(&f.rgb[0..3], &[100, 100, 100]);
         assert_eq!(&f.rgb[9..12], &[100, 100, 100]);
     }

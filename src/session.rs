@@ -3,7 +3,8 @@
 
 use crate::catalog::{ModelSpec, Task};
 use crate::decode::{self, PoseThresholds};
-use crate::detections::{Mask, Person};
+use crate::decode::Segmentation;
+use crate::detections::Person;
 use crate::engine::tract_cpu::TractEngine;
 use crate::engine::Engine;
 use crate::frame::Frame;
@@ -87,12 +88,12 @@ impl ModelSession {
         Ok(people)
     }
 
-    pub fn mask(&mut self, frame: &Frame, times: &mut StageTimes) -> Result<Mask> {
+    pub fn segment(&mut self, frame: &Frame, times: &mut StageTimes) -> Result<Segmentation> {
         debug_assert_eq!(self.spec.task, Task::Segmentation);
         let (outputs, transform) = self.infer(frame, times)?;
         let t = Instant::now();
-        let mask = decode::decode_mask(&self.spec, &outputs, &transform)?;
+        let seg = decode::decode_segmentation(&self.spec, &outputs, &transform)?;
         times.decode += t.elapsed();
-        Ok(mask)
+        Ok(seg)
     }
 }

@@ -28,10 +28,7 @@ pub fn decode(out: &Tensor, t: &Transform, channel: usize, softmax: bool) -> Res
             }
         })
         .collect();
-    // The output grid spans the input tensor; the picture occupies content_w/input_w of it.
-    let content_w = t.content_w * w as f32 / t.input_w as f32;
-    let content_h = t.content_h * h as f32 / t.input_h as f32;
-    Ok(Mask { width: w, height: h, probs, content_w, content_h })
+    Ok(Mask { width: w, height: h, probs, region: t.frame_on_grid(w, h) })
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Network outputs -> people and masks in source pixels. Which decoder runs is named by the
 //! model description (`catalog::DecoderSpec`); each decoder also checks output shapes at load time.
 
+pub mod classes;
 pub mod mask;
 pub mod movenet;
 
 use crate::catalog::{DecoderSpec, ModelSpec, Task};
-use crate::detections::{Mask, Person};
+use crate::detections::{ClassMap, Mask, Person};
 use crate::engine::Tensor;
 use crate::preprocess::Transform;
 use anyhow::{bail, Result};
@@ -34,6 +35,7 @@ pub fn check_output_shapes(spec: &ModelSpec, shapes: &[Vec<usize>]) -> Result<()
         (DecoderSpec::Probability { channel } | DecoderSpec::Softmax { channel }, Task::Segmentation) => {
             mask::check_shape(first, *channel)
         }
+        (DecoderSpec::Classes, Task::Segmentation) => classes::check_shape(first, spec.classes.len()),
         (d, t) => bail!("decoder {d:?} cannot serve a {t} model"),
     }
 }
@@ -45,10 +47,19 @@ pub fn decode_pose(spec: &ModelSpec, outputs: &[Tensor], t: &Transform, th: Pose
     }
 }
 
-pub fn decode_mask(spec: &ModelSpec, outputs: &[Tensor], t: &Transform) -> Result<Mask> {
-    match &spec.decoder {
-        DecoderSpec::Probability { channel } => mask::decode(&outputs[0], t, *channel, false),
-        DecoderSpec::Softmax { channel } => mask::decode(&outputs[0], t, *channel, true),
-        d => bail!("decoder {d:?} does not produce a mask"),
-    }
+/// What a segmentation model produces.
+pub enum Segmentation {
+    /// A person probability per pixel.
+    Person(Mask),
+    /// A class label per pixel.
+    Classes(ClassMap),
+}
+
+pub fn decode_segmentation(spec: &ModelSpec, outputs: &[Tensor], t: &Transform) -> Result<Segmentation> {
+    Ok(match &spec.decoder {
+        DecoderSpec::Probability { channel } => Segmentation::Person(mask::decode(&outputs[0], t, *channel, false)?),
+        DecoderSpec::Softmax { channel } => Segmentation::Person(mask::decode(&outputs[0], t, *channel, true)?),
+        DecoderSpec::Classes => Segmentation::Classes(classes::decode(&outputs[0], t, &spec.classes, &spec.palette)?),
+        d => bail!("decoder {d:?} does not produce a segmentation"),
+    })
 }

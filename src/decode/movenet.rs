@@ -51,7 +51,7 @@ mod tests {
 
     #[test]
     fn maps_normalised_coordinates_to_source_pixels() {
-        let spec = Catalog::builtin().get("movenet-multipose").unwrap().clone().with_longest_side(256).unwrap();
+        let spec = Catalog::builtin().get("movenet-multipose").unwrap().clone().with_side(256).unwrap();
         let t = Transform::new(&spec, 512, 200); // input 256 x 128 (content 100 rows of 128)
         let mut v = vec![0f32; 2 * SLOT];
         // Slot 0: nose at the centre of the picture, good score.
