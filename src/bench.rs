@@ -1,15 +1,17 @@
 //! `edgesight bench`: inference latency per model and the headless pipeline's throughput on a
 //! clip, with the share of time the pipeline spends beyond inference.
 
-use crate::analyzer::{Analyzer, ModelChoice};
-use crate::catalog::{Catalog, Task};
+use crate::analyzer::Analyzer;
+use crate::catalog::{Catalog, ModelSpec, SizeRule, Task};
 use crate::decode::PoseThresholds;
 use crate::engine::Engine;
+use crate::frame::Frame;
 use crate::pipeline::{self, VideoJob};
 use crate::render::Style;
+use crate::session::ModelSession;
 use crate::stats::summarise;
 use crate::video_source::{self, VideoReader};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,7 +21,14 @@ pub struct BenchJob {
     pub runs: usize,
     /// Catalogue names to measure; empty means the defaults of both tasks.
     pub models: Vec<String>,
-    pub pose_size: Option<usize>,
+    /// Size target (longest or shortest side) for models with a size rule.
+    pub side: Option<usize>,
+    /// Exact input size for the inference measurement (pipeline runs are skipped).
+    pub input: Option<(usize, usize)>,
+    /// Models built from checkpoints get seeded random weights (speed only).
+    pub random_weights: bool,
+    /// Write each measured model's ONNX (at the measured size) here, for other runtimes.
+    pub export_onnx: Option<PathBuf>,
     pub out_dir: PathBuf,
 }
 
@@ -28,23 +37,27 @@ pub struct BenchRow {
     pub model: String,
     pub input_shape: Vec<usize>,
     pub backend: String,
+    pub trained_weights: bool,
     pub inference_p50_ms: f64,
     pub inference_p95_ms: f64,
-    pub pipeline_fps: f64,
-    pub pipeline_inference_ms_per_frame: f64,
-    pub pipeline_wall_ms_per_frame: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineFigures>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PipelineFigures {
+    pub fps: f64,
+    pub inference_ms_per_frame: f64,
+    pub wall_ms_per_frame: f64,
     pub overhead_percent: f64,
 }
 
-fn choice_for(catalog: &Catalog, names: &[&str], pose_size: Option<usize>) -> Result<ModelChoice> {
-    let mut c = ModelChoice { pose_size, ..Default::default() };
-    for n in names {
-        match catalog.get(n)?.task {
-            Task::Pose => c.pose = Some(n.to_string()),
-            Task::Segmentation => c.seg = Some(n.to_string()),
-        }
+fn open_session(spec: ModelSpec, random: bool) -> Result<ModelSession> {
+    if random && spec.arch.is_some() {
+        return ModelSession::with_random_weights(spec, 2024);
     }
-    Ok(c)
+    let path = crate::catalog::models_dir().join(&spec.file);
+    ModelSession::open(spec, &path)
 }
 
 pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
@@ -58,67 +71,121 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
     } else {
         job.models.clone()
     };
-    let mut configs: Vec<Vec<&str>> = names.iter().map(|n| vec![n.as_str()]).collect();
-    if names.len() == 2 && catalog.get(&names[0])?.task != catalog.get(&names[1])?.task {
-        configs.push(names.iter().map(|n| n.as_str()).collect());
+    let mut configs: Vec<Vec<String>> = names.iter().map(|n| vec![n.clone()]).collect();
+    if job.input.is_none() && names.len() == 2 && catalog.get(&names[0])?.task != catalog.get(&names[1])?.task {
+        configs.push(names.clone());
+    }
+    if let Some(dir) = &job.export_onnx {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut rows = Vec::new();
-    println!(
-        "{:<34} {:>16} {:>10} {:>10} {:>9} {:>11} {:>10}",
-        "model", "input", "p50 ms", "p95 ms", "fps", "wall ms/f", "overhead"
-    );
+    println!("{:<32} {:>14} {:>9} {:>9} {:>8} {:>10} {:>9}", "model", "input", "p50 ms", "p95 ms", "fps", "wall ms/f", "overhead");
     for cfg in configs {
-        let choice = choice_for(&catalog, &cfg, job.pose_size)?;
-        let mut analyzer = Analyzer::new(&choice, PoseThresholds::default())?;
+        let mut analyzer = Analyzer { pose: None, seg: None, thresholds: PoseThresholds::default() };
+        let mut trained = true;
+        for name in &cfg {
+            let mut spec = catalog.get(name)?.clone();
+            if let Some(side) = job.side {
+                spec = spec.with_side(side)?;
+            }
+            if let Some((h, w)) = job.input {
+                spec.input.size = SizeRule::Fixed { height: h, width: w };
+            }
+            trained &= spec.trained || job.random_weights;
+            let session = open_session(spec.clone(), job.random_weights)?;
+            match spec.task {
+                Task::Pose => analyzer.pose = Some(session),
+                Task::Segmentation => analyzer.seg = Some(session),
+            }
+        }
         analyzer.prepare_for(info.width, info.height)?;
         // Inference alone, on the clip's first frame, per model.
         let mut samples = Vec::new();
         let mut shapes = Vec::new();
         for s in analyzer.pose.iter_mut().chain(analyzer.seg.iter_mut()) {
-            let (input, _) = crate::preprocess::prepare(&s.spec, &first);
-            let engine: &mut Box<dyn Engine> = s.prepare_for(first.width, first.height)?;
-            shapes.push(engine.input_shape().to_vec());
-            for _ in 0..2 {
-                engine.run(&input)?;
+            if let Some(dir) = &job.export_onnx {
+                let path = dir.join(format!("{}.onnx", s.spec.name));
+                std::fs::write(&path, s.onnx_bytes(first.width, first.height)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
             }
-            let mut times = Vec::with_capacity(job.runs);
-            for _ in 0..job.runs {
-                let t = Instant::now();
-                engine.run(&input)?;
-                times.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            samples.push(times);
+            samples.push(time_inference(s, &first, job.runs)?);
+            shapes.push(s.prepare_for(first.width, first.height)?.input_shape().to_vec());
         }
         // Sum per run across the models of this configuration.
         let per_run: Vec<f64> = (0..job.runs).map(|i| samples.iter().map(|s| s[i]).sum()).collect();
         let lat = summarise(&per_run);
-        let out_dir = job.out_dir.join(cfg.join("+"));
-        let vjob = VideoJob { input: job.clip.clone(), out_dir, write_masks: false, style: Style::default(), progress: false };
-        let report = pipeline::run(&vjob, &mut analyzer)?.into_result()?;
-        let inference = report.stages.get("inference").map_or(0.0, |s| s.mean_ms);
-        let wall = report.wall_time_s * 1000.0 / report.frames.max(1) as f64;
+        let pipeline = match job.input {
+            Some(_) => None,
+            None => {
+                let out_dir = job.out_dir.join(cfg.join("+"));
+                let vjob =
+                    VideoJob { input: job.clip.clone(), out_dir, write_masks: false, style: Style::default(), progress: false };
+                let report = pipeline::run(&vjob, &mut analyzer)?.into_result()?;
+                Some(PipelineFigures {
+                    fps: report.fps,
+                    inference_ms_per_frame: report.stages.get("inference").map_or(0.0, |s| s.mean_ms),
+                    wall_ms_per_frame: report.wall_time_s * 1000.0 / report.frames.max(1) as f64,
+                    overhead_percent: report.overhead_vs_inference_percent,
+                })
+            }
+        };
+        let backend = analyzer.pose.iter().chain(analyzer.seg.iter()).map(|s| s.backend_name().to_string()).next();
         let row = BenchRow {
             model: cfg.join(" + "),
             input_shape: shapes.first().cloned().unwrap_or_default(),
-            backend: report.backend.clone(),
+            backend: backend.unwrap_or_default(),
+            trained_weights: trained,
             inference_p50_ms: lat.p50_ms,
             inference_p95_ms: lat.p95_ms,
-            pipeline_fps: report.fps,
-            pipeline_inference_ms_per_frame: inference,
-            pipeline_wall_ms_per_frame: wall,
-            overhead_percent: report.overhead_vs_inference_percent,
+            pipeline,
         };
-        let shape = shapes.iter().map(|s| format!("{}x{}", s[1], s[2])).collect::<Vec<_>>().join("+");
-        println!(
-            "{:<34} {:>16} {:>10.1} {:>10.1} {:>9.2} {:>11.1} {:>9.1}%",
-            row.model, shape, row.inference_p50_ms, row.inference_p95_ms, row.pipeline_fps, wall, row.overhead_percent
-        );
+        let shape = shapes.iter().map(|s| hw(s)).collect::<Vec<_>>().join("+");
+        match &row.pipeline {
+            Some(p) => println!(
+                "{:<32} {:>14} {:>9.1} {:>9.1} {:>8.2} {:>10.1} {:>8.1}%",
+                row.model, shape, row.inference_p50_ms, row.inference_p95_ms, p.fps, p.wall_ms_per_frame, p.overhead_percent
+            ),
+            None => println!("{:<32} {:>14} {:>9.1} {:>9.1}", row.model, shape, row.inference_p50_ms, row.inference_p95_ms),
+        }
         rows.push(row);
     }
+    std::fs::create_dir_all(&job.out_dir).with_context(|| format!("cannot create {}", job.out_dir.display()))?;
     let path = job.out_dir.join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&rows)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
-    println!("(inference: {} runs after 2 warm-up runs on the clip's first frame; pipeline: every frame of {}; results in {})",
-        job.runs, job.clip.display(), path.display());
+    println!(
+        "(inference: {} runs after 2 warm-up runs on the clip's first frame{}; results in {})",
+        job.runs,
+        if job.input.is_none() { format!("; pipeline: every frame of {}", job.clip.display()) } else { String::new() },
+        path.display()
+    );
     Ok(rows)
+}
+
+/// "HxW" of an NHWC or NCHW shape.
+fn hw(s: &[usize]) -> String {
+    match s {
+        [_, 3, h, w] => format!("{h}x{w}"),
+        [_, h, w, _] => format!("{h}x{w}"),
+        _ => format!("{s:?}"),
+    }
+}
+
+/// Milliseconds per run of the model alone, after two warm-up runs.
+fn time_inference(s: &mut ModelSession, frame: &Frame, runs: usize) -> Result<Vec<f64>> {
+    if runs == 0 {
+        bail!("at least one run is needed");
+    }
+    let (input, _) = crate::preprocess::prepare(&s.spec, frame);
+    let engine: &mut Box<dyn Engine> = s.prepare_for(frame.width, frame.height)?;
+    for _ in 0..2 {
+        engine.run(&input)?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        engine.run(&input)?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(times)
 }

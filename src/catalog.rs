@@ -112,6 +112,10 @@ pub struct ModelSpec {
     pub trained: bool,
     pub input: InputSpec,
     pub decoder: DecoderSpec,
+    /// Architecture of an official checkpoint (`edgesight convert --arch`): when set, `file` may
+    /// be that checkpoint, converted in memory for each input size.
+    #[serde(default)]
+    pub arch: Option<String>,
     #[serde(default)]
     pub keypoints: Option<String>,
     #[serde(default)]

@@ -130,6 +130,43 @@ pub fn run(job: &ImageJob, analyzer: &mut Analyzer) -> Result<usize> {
 mod tests {
     use super::*;
 
+    /// Annotation files are user input: mutated and random bytes give Ok or Err, never a panic.
+    #[test]
+    fn annotation_parser_survives_mutations() {
+        let dir = std::env::temp_dir().join(format!("edgesight-ann-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ann.json");
+        let valid = br#"{"images":[{"id":785,"file_name":"a.jpg","width":640},{"id":2,"file_name":"b.jpg"}],"annotations":[]}"#;
+        std::fs::write(&path, valid).unwrap();
+        assert_eq!(coco_image_ids(&path).unwrap().get("a.jpg"), Some(&785));
+        let mut state = 0x9e3779b97f4a7c15u64;
+        let mut rnd = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..2000 {
+            let mut bytes = valid.to_vec();
+            for _ in 0..1 + rnd(4) {
+                match rnd(3) {
+                    0 => {
+                        let i = rnd(bytes.len());
+                        bytes[i] = rnd(256) as u8;
+                    }
+                    1 => bytes.truncate(rnd(bytes.len() + 1)),
+                    _ => {
+                        let i = rnd(bytes.len() + 1);
+                        bytes.insert(i, b"{}[],:\"0123456789-e"[rnd(19)]);
+                    }
+                }
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let _ = coco_image_ids(&path);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn numeric_names_give_ids() {
         assert_eq!(numeric_id(Path::new("a/000000000785.jpg")), Some(785));

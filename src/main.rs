@@ -7,7 +7,7 @@ use edgesight::analyzer::{Analyzer, ModelChoice};
 use edgesight::catalog::{models_dir, Catalog, SizeRule, Task};
 use edgesight::decode::PoseThresholds;
 use edgesight::render::Style;
-use edgesight::{bench, images, pipeline};
+use edgesight::{bench, convert, images, pipeline};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -64,13 +64,45 @@ enum Command {
         /// Models to measure (default: the default pose and segmentation models, alone and together).
         #[arg(long = "model")]
         models: Vec<String>,
-        /// Longest input side for the pose model.
+        /// Size target (longest or shortest side, per model) for models with a size rule.
         #[arg(long)]
-        pose_size: Option<usize>,
+        side: Option<usize>,
+        /// Exact input HxW for the inference measurement (skips the pipeline run), e.g. 448x448.
+        #[arg(long, value_parser = parse_hw)]
+        input: Option<(usize, usize)>,
+        /// Give models built from checkpoints seeded random weights (speed does not depend on them).
+        #[arg(long)]
+        random_weights: bool,
+        /// Write each measured model's ONNX file (at the measured size) into this folder.
+        #[arg(long, value_name = "DIR")]
+        export_onnx: Option<PathBuf>,
         /// Where the pipeline runs write their outputs and bench.json goes.
         #[arg(long, default_value = "bench-out")]
         out: PathBuf,
     },
+    /// Convert an official LitePose / BEVANet checkpoint to ONNX (strict: every key and shape).
+    Convert {
+        /// The checkpoint (torch.save zip, as the official code writes it).
+        checkpoint: PathBuf,
+        /// Architecture, e.g. litepose-s (see the error for the list).
+        #[arg(long)]
+        arch: String,
+        /// Output ONNX file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Input HxW the graph is built for (default: the architecture's training size).
+        #[arg(long, value_parser = parse_hw)]
+        input: Option<(usize, usize)>,
+    },
+}
+
+fn parse_hw(s: &str) -> Result<(usize, usize), String> {
+    let (h, w) = s.split_once('x').ok_or_else(|| format!("'{s}' is not HxW (e.g. 448x448)"))?;
+    let parse = |v: &str| v.trim().parse::<usize>().ok().filter(|&n| n > 0 && n <= 8192);
+    match (parse(h), parse(w)) {
+        (Some(h), Some(w)) => Ok((h, w)),
+        _ => Err(format!("'{s}' is not HxW with sides in 1..=8192")),
+    }
 }
 
 fn default_clip() -> &'static str {
@@ -172,11 +204,19 @@ fn run(cli: Cli) -> Result<()> {
             let n = images::run(&job, &mut analyzer)?;
             eprintln!("{n} images; outputs in {}", job.out_dir.display());
         }
-        Command::Bench { clip, runs, models, pose_size, out } => {
+        Command::Bench { clip, runs, models, side, input, random_weights, export_onnx, out } => {
             if runs == 0 {
                 anyhow::bail!("--runs must be at least 1");
             }
-            bench::run(&bench::BenchJob { clip, runs, models, pose_size, out_dir: out })?;
+            bench::run(&bench::BenchJob { clip, runs, models, side, input, random_weights, export_onnx, out_dir: out })?;
+        }
+        Command::Convert { checkpoint, arch, out, input } => {
+            let (h, w) = match input {
+                Some(hw) => hw,
+                None => convert::default_input(convert::arch(&arch)?),
+            };
+            let what = convert::convert_file(&checkpoint, &arch, &out, h, w)?;
+            eprintln!("wrote {} ({what}, built for input {h}x{w})", out.display());
         }
     }
     Ok(())

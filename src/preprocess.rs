@@ -216,6 +216,36 @@ mod tests {
         assert!((v[2] - 77.0 / 255.0).abs() < 1e-5);
     }
 
+    /// Any frame size through every resize mode: the right shape, finite values, no panic.
+    #[test]
+    fn random_sizes_through_every_mode() {
+        let mut state = 12345u64;
+        let mut rnd = move |n: usize| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) % n as u64) as usize
+        };
+        for _ in 0..60 {
+            let (w, h) = (1 + rnd(300), 1 + rnd(300));
+            let f = Frame::new(w, h, (0..w * h * 3).map(|i| (i * 7) as u8).collect()).unwrap();
+            for spec in [
+                Catalog::builtin().get("movenet-multipose").unwrap().clone().with_side(32 * (1 + rnd(8))).unwrap(),
+                Catalog::builtin().get("selfie").unwrap().clone(),
+                litepose_like(64 * (1 + rnd(4))),
+            ] {
+                let (t, tr) = prepare(&spec, &f);
+                let (ih, iw) = spec.input_size(w, h);
+                assert_eq!(t.shape.iter().product::<usize>(), ih * iw * 3);
+                assert_eq!((tr.input_w, tr.input_h), (iw, ih));
+                if let TensorData::F32(v) = &t.data {
+                    assert!(v.iter().all(|x| x.is_finite()));
+                }
+                // The frame's corners map inside the input, and back.
+                let (x, y) = tr.to_source(0.0, 0.0);
+                assert!(x <= 0.5 && y <= 0.5, "{x} {y}");
+            }
+        }
+    }
+
     fn litepose_like(short: usize) -> ModelSpec {
         let mut spec = Catalog::builtin().get("selfie").unwrap().clone();
         spec.input.size = SizeRule::ShortSide { short_side: short, multiple_of: 64 };

@@ -2,6 +2,7 @@
 //! size (video frames share one plan; images of other sizes get their own, cached).
 
 use crate::catalog::{ModelSpec, Task};
+use crate::convert;
 use crate::decode::{self, PoseThresholds};
 use crate::decode::Segmentation;
 use crate::detections::Person;
@@ -33,6 +34,8 @@ impl std::ops::AddAssign for StageTimes {
 pub struct ModelSession {
     pub spec: ModelSpec,
     pub path: PathBuf,
+    /// Set when `path` is an official checkpoint: its tensors, converted per input size.
+    checkpoint: Option<(convert::Arch, convert::Entries)>,
     engines: HashMap<Vec<usize>, Box<dyn Engine>>,
     backend: String,
 }
@@ -44,7 +47,44 @@ impl ModelSession {
         if !path.is_file() {
             anyhow::bail!("model file {} for '{}' does not exist", path.display(), spec.name);
         }
-        Ok(ModelSession { spec, path: path.to_path_buf(), engines: HashMap::new(), backend: String::new() })
+        let checkpoint = if convert::is_torch_checkpoint(path) {
+            let Some(arch) = &spec.arch else {
+                anyhow::bail!(
+                    "{} is a PyTorch checkpoint, but '{}' is not built from one (architectures: {})",
+                    path.display(),
+                    spec.name,
+                    convert::arch_names().join(", ")
+                );
+            };
+            let arch = convert::arch(arch)?;
+            Some((arch, convert::read_checkpoint(path)?))
+        } else {
+            None
+        };
+        Ok(ModelSession { spec, path: path.to_path_buf(), checkpoint, engines: HashMap::new(), backend: String::new() })
+    }
+
+    /// A session for an architecture with seeded random weights instead of a file: for speed
+    /// measurements only (speed does not depend on weight values).
+    pub fn with_random_weights(spec: ModelSpec, seed: u64) -> Result<ModelSession> {
+        let Some(arch) = &spec.arch else {
+            anyhow::bail!("'{}' is not built from a checkpoint; random weights need an architecture", spec.name)
+        };
+        let arch = convert::arch(arch)?;
+        let entries = convert::random_entries(arch, seed);
+        let path = PathBuf::from(format!("<random weights for {}>", spec.name));
+        Ok(ModelSession { spec, path, checkpoint: Some((arch, entries)), engines: HashMap::new(), backend: String::new() })
+    }
+
+    /// The ONNX graph this session runs for frames of `frame_w` x `frame_h` (for export).
+    pub fn onnx_bytes(&self, frame_w: usize, frame_h: usize) -> Result<Vec<u8>> {
+        match &self.checkpoint {
+            Some((arch, entries)) => {
+                let (h, w) = self.spec.input_size(frame_w, frame_h);
+                Ok(convert::build(*arch, entries, h, w)?.onnx)
+            }
+            None => std::fs::read(&self.path).with_context(|| format!("cannot read {}", self.path.display())),
+        }
     }
 
     /// Plans the engine for frames of `frame_w` x `frame_h` (a no-op when already planned).
@@ -52,7 +92,14 @@ impl ModelSession {
         let (h, w) = self.spec.input_size(frame_w, frame_h);
         let shape = self.spec.input_shape(h, w).to_vec();
         if !self.engines.contains_key(&shape) {
-            let engine = TractEngine::load(&self.path, &self.spec, &shape)?;
+            let engine = match &self.checkpoint {
+                Some((arch, entries)) => {
+                    let label = format!("checkpoint {}", self.path.display());
+                    let built = convert::build(*arch, entries, h, w).with_context(|| label.clone())?;
+                    TractEngine::load_onnx(&built.onnx, &label, &self.spec, &shape)?
+                }
+                None => TractEngine::load(&self.path, &self.spec, &shape)?,
+            };
             decode::check_output_shapes(&self.spec, engine.output_shapes())
                 .with_context(|| format!("model file {} does not fit '{}'", self.path.display(), self.spec.name))?;
             self.backend = engine.backend_name();

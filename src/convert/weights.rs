@@ -12,6 +12,8 @@ pub const BN_EPS: f32 = 1e-5;
 pub struct Weights {
     tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     used: RefCell<BTreeSet<String>>,
+    /// Every (name, shape) asked for, in build order.
+    requested: RefCell<Vec<(String, Vec<usize>)>>,
     missing: RefCell<Vec<String>>,
     misshaped: RefCell<Vec<String>>,
 }
@@ -37,6 +39,7 @@ impl Weights {
         Weights {
             tensors: entries.into_iter().map(|(n, s, v)| (n, (s, v))).collect(),
             used: RefCell::default(),
+            requested: RefCell::default(),
             missing: RefCell::default(),
             misshaped: RefCell::default(),
         }
@@ -62,6 +65,7 @@ impl Weights {
     /// zeros so that building goes on and every problem is found in one pass.
     pub fn take(&self, name: &str, shape: &[usize]) -> Vec<f32> {
         self.used.borrow_mut().insert(name.to_string());
+        self.requested.borrow_mut().push((name.to_string(), shape.to_vec()));
         match self.tensors.get(name) {
             None => {
                 self.missing.borrow_mut().push(format!("{name} ({})", shape_str(shape)));
@@ -77,6 +81,11 @@ impl Weights {
             }
             Some((_, v)) => v.clone(),
         }
+    }
+
+    /// Every (name, shape) the architecture asked for so far, in build order.
+    pub fn requested(&self) -> Vec<(String, Vec<usize>)> {
+        self.requested.borrow().clone()
     }
 
     /// A buffer that may be absent (PyTorch tolerates a missing `num_batches_tracked`).

@@ -32,10 +32,17 @@ impl TractEngine {
         if meta.len() > MAX_MODEL_BYTES {
             bail!("model file {shown} is {} bytes, larger than the {MAX_MODEL_BYTES}-byte limit", meta.len());
         }
+        let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("model file {shown}: {e}"))?;
+        Self::load_onnx(&bytes, &format!("model file {shown}"), spec, input_shape)
+    }
+
+    /// Loads ONNX bytes (e.g. a graph converted in memory); `label` names them in errors.
+    pub fn load_onnx(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize]) -> Result<TractEngine> {
+        let shown = label;
         let model = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(|e| anyhow::anyhow!("model file {shown} is not a valid ONNX model: {e}"))?;
-        check_input(&model, spec, input_shape).with_context(|| format!("model file {shown} does not fit '{}'", spec.name))?;
+            .model_for_read(&mut &bytes[..])
+            .map_err(|e| anyhow::anyhow!("{shown} is not a valid ONNX model: {e}"))?;
+        check_input(&model, spec, input_shape).with_context(|| format!("{shown} does not fit '{}'", spec.name))?;
         let dt = match spec.input.dtype {
             DType::F32 => f32::datum_type(),
             DType::I32 => i32::datum_type(),
@@ -44,17 +51,17 @@ impl TractEngine {
             .with_input_fact(0, InferenceFact::dt_shape(dt, input_shape))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
-            .map_err(|e| anyhow::anyhow!("model file {shown}: cannot plan it for input {input_shape:?}: {e:#}"))?;
+            .map_err(|e| anyhow::anyhow!("{shown}: cannot plan it for input {input_shape:?}: {e:#}"))?;
         let mut output_shapes = Vec::new();
         for i in 0..plan.model().outputs.len() {
             let fact = plan.model().output_fact(i).map_err(|e| anyhow::anyhow!("{e}"))?;
             let shape = fact
                 .shape
                 .as_concrete()
-                .with_context(|| format!("model file {shown}: output {i} has no static shape for input {input_shape:?}"))?;
+                .with_context(|| format!("{shown}: output {i} has no static shape for input {input_shape:?}"))?;
             output_shapes.push(shape.to_vec());
         }
-        let state = plan.spawn().map_err(|e| anyhow::anyhow!("model file {shown}: {e}"))?;
+        let state = plan.spawn().map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
         Ok(TractEngine { state, input_shape: input_shape.to_vec(), output_shapes, input_dtype: spec.input.dtype })
     }
 }
