@@ -150,10 +150,11 @@ mod tests {
             let mut bytes = valid.to_vec();
             for _ in 0..1 + rnd(4) {
                 match rnd(3) {
-                    0 => {
+                    0 if !bytes.is_empty() => {
                         let i = rnd(bytes.len());
                         bytes[i] = rnd(256) as u8;
                     }
+                    0 => {}
                     1 => bytes.truncate(rnd(bytes.len() + 1)),
                     _ => {
                         let i = rnd(bytes.len() + 1);
