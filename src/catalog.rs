@@ -99,6 +99,19 @@ pub enum DecoderSpec {
     Softmax { channel: usize },
     /// [1, C, h, w] class logits (C = classes.len()); upsampled to the input, then argmax.
     Classes,
+    /// LitePose / HigherHRNet: out0 [1, 2J, H/4, W/4] heatmaps + tags, out1 [1, J, H/2, W/2]
+    /// heatmaps, grouped by associative embedding; optionally averaged with a flipped pass.
+    AssociativeEmbedding {
+        #[serde(default)]
+        flip_test: bool,
+    },
+}
+
+impl DecoderSpec {
+    /// Whether the decoder wants a second, horizontally flipped inference pass.
+    pub fn wants_flip(&self) -> bool {
+        matches!(self, DecoderSpec::AssociativeEmbedding { flip_test: true })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

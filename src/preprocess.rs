@@ -246,6 +246,14 @@ mod tests {
         }
     }
 
+    #[test]
+    fn flip_width_mirrors_each_row() {
+        let t = Tensor::f32(vec![1, 1, 2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(flip_width(&t, Layout::Nchw).as_f32().unwrap(), &[3.0, 2.0, 1.0, 6.0, 5.0, 4.0]);
+        let t = Tensor::f32(vec![1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(flip_width(&t, Layout::Nhwc).as_f32().unwrap(), &[3.0, 4.0, 1.0, 2.0]);
+    }
+
     fn litepose_like(short: usize) -> ModelSpec {
         let mut spec = Catalog::builtin().get("selfie").unwrap().clone();
         spec.input.size = SizeRule::ShortSide { short_side: short, multiple_of: 64 };

@@ -128,11 +128,35 @@ impl ModelSession {
 
     pub fn pose(&mut self, frame: &Frame, th: PoseThresholds, times: &mut StageTimes) -> Result<Vec<Person>> {
         debug_assert_eq!(self.spec.task, Task::Pose);
-        let (outputs, transform) = self.infer(frame, times)?;
+        let (outputs, transform, flipped) = self.infer_with_flip(frame, times)?;
         let t = Instant::now();
-        let people = decode::decode_pose(&self.spec, &outputs, &transform, th)?;
+        let people = decode::decode_pose(&self.spec, &outputs, flipped.as_deref(), &transform, th)?;
         times.decode += t.elapsed();
         Ok(people)
+    }
+
+    /// As `infer`, plus a pass on the horizontally flipped input when the decoder wants one.
+    #[allow(clippy::type_complexity)]
+    fn infer_with_flip(
+        &mut self,
+        frame: &Frame,
+        times: &mut StageTimes,
+    ) -> Result<(Vec<crate::engine::Tensor>, preprocess::Transform, Option<Vec<crate::engine::Tensor>>)> {
+        if !self.spec.decoder.wants_flip() {
+            let (o, t) = self.infer(frame, times)?;
+            return Ok((o, t, None));
+        }
+        let t0 = Instant::now();
+        let (input, transform) = preprocess::prepare(&self.spec, frame);
+        let flipped_input = preprocess::flip_width(&input, self.spec.input.layout);
+        let t1 = Instant::now();
+        let engine = self.prepare_for(frame.width, frame.height)?;
+        let t2 = Instant::now();
+        let outputs = engine.run(&input)?;
+        let flipped = engine.run(&flipped_input)?;
+        times.preprocess += t1 - t0;
+        times.inference += t2.elapsed();
+        Ok((outputs, transform, Some(flipped)))
     }
 
     pub fn segment(&mut self, frame: &Frame, times: &mut StageTimes) -> Result<Segmentation> {

@@ -2,6 +2,7 @@
 //! model description (`catalog::DecoderSpec`); each decoder also checks output shapes at load time.
 
 pub mod classes;
+pub mod litepose;
 pub mod mask;
 pub mod movenet;
 
@@ -35,14 +36,46 @@ pub fn check_output_shapes(spec: &ModelSpec, shapes: &[Vec<usize>]) -> Result<()
         (DecoderSpec::Probability { channel } | DecoderSpec::Softmax { channel }, Task::Segmentation) => {
             mask::check_shape(first, *channel)
         }
+        (DecoderSpec::AssociativeEmbedding { .. }, Task::Pose) => {
+            let second = shapes.get(1).map(|s| s.as_slice()).unwrap_or(&[]);
+            litepose::check_shapes(first, second, grouping(spec)?.joints)
+        }
         (DecoderSpec::Classes, Task::Segmentation) => classes::check_shape(first, spec.classes.len()),
         (d, t) => bail!("decoder {d:?} cannot serve a {t} model"),
     }
 }
 
-pub fn decode_pose(spec: &ModelSpec, outputs: &[Tensor], t: &Transform, th: PoseThresholds) -> Result<Vec<Person>> {
+/// Grouping parameters for an associative-embedding model, from its keypoint schema.
+fn grouping(spec: &ModelSpec) -> Result<litepose::GroupingParams> {
+    match spec.keypoints.as_deref() {
+        Some("coco17") => Ok(litepose::GroupingParams::coco()),
+        Some("crowdpose14") => Ok(litepose::GroupingParams::crowdpose()),
+        other => bail!("model '{}': no grouping parameters for keypoint schema {other:?}", spec.name),
+    }
+}
+
+/// People from a pose model's outputs; `flipped` holds the outputs of the flipped pass, if any.
+pub fn decode_pose(
+    spec: &ModelSpec,
+    outputs: &[Tensor],
+    flipped: Option<&[Tensor]>,
+    t: &Transform,
+    th: PoseThresholds,
+) -> Result<Vec<Person>> {
     match &spec.decoder {
         DecoderSpec::MovenetMultipose { max_people } => movenet::decode(&outputs[0], t, *max_people, th),
+        DecoderSpec::AssociativeEmbedding { .. } => {
+            if outputs.len() < 2 {
+                bail!("model '{}' gave {} outputs, expected out0 and out1", spec.name, outputs.len());
+            }
+            let flipped = match flipped {
+                Some(f) if f.len() >= 2 => Some((&f[0], &f[1])),
+                _ => None,
+            };
+            let mut people = litepose::decode(&outputs[0], &outputs[1], flipped, t, &grouping(spec)?)?;
+            people.retain(|p| p.score >= th.person);
+            Ok(people)
+        }
         d => bail!("decoder {d:?} does not produce people"),
     }
 }
