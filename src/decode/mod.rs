@@ -1,6 +1,7 @@
 //! Network outputs -> people and masks in source pixels. Which decoder runs is named by the
 //! model description (`catalog::DecoderSpec`); each decoder also checks output shapes at load time.
 
+pub mod litepose;
 pub mod mask;
 pub mod movenet;
 
