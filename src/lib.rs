@@ -5,6 +5,7 @@
 //! `analyzer` and, for whole videos, by `pipeline`.
 
 pub mod analyzer;
+pub mod assignment;
 pub mod bench;
 pub mod catalog;
 pub mod checkpoint;

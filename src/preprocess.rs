@@ -121,6 +121,42 @@ fn taps(out_len: usize, len: usize, scale: f32, offset: f32, mode: ResizeMode) -
         .collect()
 }
 
+/// The input mirrored left-right (for a flip-test pass).
+pub fn flip_width(t: &Tensor, layout: Layout) -> Tensor {
+    let (h, w, c) = match (layout, t.shape.as_slice()) {
+        (Layout::Nchw, [_, c, h, w]) => (*h, *w, *c),
+        (Layout::Nhwc, [_, h, w, c]) => (*h, *w, *c),
+        _ => return t.clone(),
+    };
+    fn mirror<T: Copy>(v: &[T], layout: Layout, h: usize, w: usize, c: usize) -> Vec<T> {
+        let mut out = v.to_vec();
+        match layout {
+            Layout::Nchw => {
+                for row in 0..c * h {
+                    let r = row * w;
+                    for x in 0..w {
+                        out[r + x] = v[r + w - 1 - x];
+                    }
+                }
+            }
+            Layout::Nhwc => {
+                for y in 0..h {
+                    for x in 0..w {
+                        let (dst, src) = ((y * w + x) * c, (y * w + w - 1 - x) * c);
+                        out[dst..dst + c].copy_from_slice(&v[src..src + c]);
+                    }
+                }
+            }
+        }
+        out
+    }
+    let data = match &t.data {
+        TensorData::F32(v) => TensorData::F32(mirror(v, layout, h, w, c)),
+        TensorData::I32(v) => TensorData::I32(mirror(v, layout, h, w, c)),
+    };
+    Tensor { shape: t.shape.clone(), data }
+}
+
 /// Preprocesses `frame` for `spec`.
 pub fn prepare(spec: &ModelSpec, frame: &Frame) -> (Tensor, Transform) {
     let t = Transform::new(spec, frame.width, frame.height);
