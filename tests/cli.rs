@@ -50,9 +50,11 @@ fn assert_clean_failure(out: &Output, needles: &[&str]) {
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("edgesight: error:")).collect();
-    assert_eq!(errors.len(), 1, "expected one error line: {stderr}");
+    assert_eq!(errors.len(), 1, "expected one error message: {stderr}");
+    // The message may go on over indented lines (e.g. lists of checkpoint keys).
+    let message = &stderr[stderr.find("edgesight: error:").unwrap()..];
     for n in needles {
-        assert!(errors[0].contains(n), "error line lacks '{n}': {}", errors[0]);
+        assert!(message.contains(n), "error message lacks '{n}': {message}");
     }
 }
 
@@ -261,4 +263,46 @@ fn bad_images() {
     std::fs::write(&junk, b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
     assert_clean_failure(&edgesight(&["image", s(&junk), "--out", s(&out.join("o"))]), &["junk.jpg"]);
     assert_clean_failure(&edgesight(&["image", "/nonexistent/a.jpg", "--out", s(&out.join("o"))]), &["/nonexistent/a.jpg", "does not exist"]);
+}
+
+#[test]
+fn convert_official_checkpoint_and_run_it() {
+    let out = scratch("convert");
+    let ckpt = repo("tests/data/fixtures/litepose-XS.pth");
+    let onnx = out.join("litepose-xs.onnx");
+    let r = edgesight(&["convert", s(&ckpt), "--arch", "litepose-xs", "--out", s(&onnx)]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("17 joints"));
+    // The converted file and the checkpoint itself both run as the litepose-xs description,
+    // with the untrained-weights warning.
+    let img = repo("tests/data/coco/000000000785.jpg");
+    for model in [&onnx, &ckpt] {
+        let r = edgesight(&["image", s(&img), "--out", s(&out.join("o")), "--pose", "litepose-xs", "--pose-model", s(model), "--seg", "none"]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert!(String::from_utf8_lossy(&r.stderr).contains("untrained weights"));
+    }
+}
+
+#[test]
+fn convert_refuses_wrong_architecture_and_bad_files() {
+    let out = scratch("convert_bad");
+    let ckpt = repo("tests/data/fixtures/litepose-XS.pth");
+    let o = out.join("x.onnx");
+    // XS weights into the S architecture: mis-shaped keys, listed.
+    assert_clean_failure(
+        &edgesight(&["convert", s(&ckpt), "--arch", "litepose-s", "--out", s(&o)]),
+        &["litepose-XS.pth", "does not match litepose-s", "mis-shaped keys", "checkpoint has"],
+    );
+    assert_clean_failure(&edgesight(&["convert", s(&ckpt), "--arch", "resnet", "--out", s(&o)]), &["unknown architecture 'resnet'"]);
+    assert_clean_failure(&edgesight(&["convert", "/nonexistent/m.pth", "--arch", "litepose-xs", "--out", s(&o)]), &["/nonexistent/m.pth", "does not exist"]);
+    let bytes = std::fs::read(&ckpt).unwrap();
+    let truncated = out.join("truncated.pth");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    assert_clean_failure(&edgesight(&["convert", s(&truncated), "--arch", "litepose-xs", "--out", s(&o)]), &["truncated.pth"]);
+    // A checkpoint where an ONNX model is expected.
+    assert_clean_failure(
+        &edgesight(&["video", s(&clip()), "--out", s(&out.join("v")), "--pose-model", s(&ckpt)]),
+        &["litepose-XS.pth", "PyTorch checkpoint", "movenet-multipose"],
+    );
+    assert!(!o.exists());
 }
