@@ -19,13 +19,28 @@
 //! 5. [`group`]; joint positions (heatmap pixel index + 0.5 +- 0.25) map linearly to input
 //!    pixels and then to source pixels.
 //!
-//! Exactness: the assignment runs the `munkres` package's own procedure
-//! ([`crate::assignment::munkres`]), so equal-cost ties resolve as in the official code; float
-//! reductions follow the official dtypes (float32 maps and means, float64 costs) and numpy's
-//! summation order where it matters (pairwise sums for 1-D means). One thing cannot be
-//! reproduced exactly: the order `torch.topk` gives to equal heatmap values (CPU: libstdc++
-//! partial_sort heap order; CUDA: radix select plus sort). Here equal values go in pixel-index
-//! order. It matters only for exact plateaus that survive NMS.
+//! The flip test (FLIP_TEST: True in the released configs) runs when the caller passes the
+//! outputs of the flipped input. [`Decoder`] keeps the input-resolution buffers between frames.
+//!
+//! Exactness: [`group`] reproduces the official `HeatmapParser.parse` bit for bit (checked by
+//! tests/litepose_official.rs against the unmodified group.py): the assignment runs the
+//! `munkres` package's own procedure ([`crate::assignment::munkres`]), so equal-cost ties
+//! resolve as in the official code; float reductions follow the official dtypes (float32 maps
+//! and means, float64 costs, Python-float thresholds) and numpy's summation order (pairwise
+//! sums for 1-D means); group.py's dictionary keyed by a float tag value is kept, collisions
+//! included. What cannot be reproduced exactly:
+//! - the order `torch.topk` gives to equal heatmap values (CPU: libstdc++ partial_sort heap
+//!   order; CUDA: radix select plus sort). Here equal values go in pixel-index order. It
+//!   matters only for exact ties between candidates of one joint (e.g. plateaus surviving NMS);
+//! - the last bit of resized values where PyTorch's build fuses multiply-adds (and on CUDA):
+//!   [`resize_bilinear`] follows the CPU kernel's weights and operation order without fusing;
+//! - the mean tag in `refine` is `torch.mean` there; here a sequential float32 sum / n.
+//!
+//! Choices beyond the official code: the source mapping is edgesight's [`Transform`] (linear,
+//! like `transform_preds`, but for edgesight's top-left letterbox rather than LitePose's centred
+//! affine crop); a person's box spans its joints with a positive score (the official results
+//! take min/max over all joints, missing ones at heatmap (0, 0) included); no person is dropped
+//! (the official evaluation keeps all of them too).
 
 use crate::assignment::Solver;
 use crate::detections::{Keypoint, Person};
@@ -678,6 +693,9 @@ fn refine_person(
 /// values as [1, J, H, W, D] (`torch.cat(tags_list, dim=4)`).
 /// Returns all people in the order the matcher created them, joints in heatmap pixel
 /// coordinates (pixel index + 0.5 +- 0.25 after `adjust`).
+///
+/// Panics when `params` are inconsistent (joint order or flip index not matching `joints`, an
+/// NMS kernel that changes the map size) or the slices do not match `h` and `w`.
 pub fn group(heatmaps: &[f32], tags: &[f32], h: usize, w: usize, params: &GroupingParams) -> Vec<GroupedPerson> {
     params.validate().expect("invalid GroupingParams");
     let jn = params.joints;
