@@ -38,6 +38,7 @@ pub struct ModelSession {
     checkpoint: Option<(convert::Arch, convert::Entries)>,
     engines: HashMap<Vec<usize>, Box<dyn Engine>>,
     backend: String,
+    pose_decoder: decode::PoseDecoder,
 }
 
 impl ModelSession {
@@ -61,7 +62,7 @@ impl ModelSession {
         } else {
             None
         };
-        Ok(ModelSession { spec, path: path.to_path_buf(), checkpoint, engines: HashMap::new(), backend: String::new() })
+        Ok(ModelSession { spec, path: path.to_path_buf(), checkpoint, engines: HashMap::new(), backend: String::new(), pose_decoder: Default::default() })
     }
 
     /// A session for an architecture with seeded random weights instead of a file: for speed
@@ -73,7 +74,7 @@ impl ModelSession {
         let arch = convert::arch(arch)?;
         let entries = convert::random_entries(arch, seed);
         let path = PathBuf::from(format!("<random weights for {}>", spec.name));
-        Ok(ModelSession { spec, path, checkpoint: Some((arch, entries)), engines: HashMap::new(), backend: String::new() })
+        Ok(ModelSession { spec, path, checkpoint: Some((arch, entries)), engines: HashMap::new(), backend: String::new(), pose_decoder: Default::default() })
     }
 
     /// The ONNX graph this session runs for frames of `frame_w` x `frame_h` (for export).
@@ -130,7 +131,7 @@ impl ModelSession {
         debug_assert_eq!(self.spec.task, Task::Pose);
         let (outputs, transform, flipped) = self.infer_with_flip(frame, times)?;
         let t = Instant::now();
-        let people = decode::decode_pose(&self.spec, &outputs, flipped.as_deref(), &transform, th)?;
+        let people = self.pose_decoder.decode(&self.spec, &outputs, flipped.as_deref(), &transform, th)?;
         times.decode += t.elapsed();
         Ok(people)
     }

@@ -54,29 +54,42 @@ fn grouping(spec: &ModelSpec) -> Result<litepose::GroupingParams> {
     }
 }
 
-/// People from a pose model's outputs; `flipped` holds the outputs of the flipped pass, if any.
-pub fn decode_pose(
-    spec: &ModelSpec,
-    outputs: &[Tensor],
-    flipped: Option<&[Tensor]>,
-    t: &Transform,
-    th: PoseThresholds,
-) -> Result<Vec<Person>> {
-    match &spec.decoder {
-        DecoderSpec::MovenetMultipose { max_people } => movenet::decode(&outputs[0], t, *max_people, th),
-        DecoderSpec::AssociativeEmbedding { .. } => {
-            if outputs.len() < 2 {
-                bail!("model '{}' gave {} outputs, expected out0 and out1", spec.name, outputs.len());
+/// Turns a pose model's outputs into people; keeps decoder buffers from frame to frame.
+#[derive(Default)]
+pub struct PoseDecoder {
+    grouping: Option<litepose::Decoder>,
+}
+
+impl PoseDecoder {
+    /// People from `outputs`; `flipped` holds the outputs of the flipped pass, if any.
+    pub fn decode(
+        &mut self,
+        spec: &ModelSpec,
+        outputs: &[Tensor],
+        flipped: Option<&[Tensor]>,
+        t: &Transform,
+        th: PoseThresholds,
+    ) -> Result<Vec<Person>> {
+        match &spec.decoder {
+            DecoderSpec::MovenetMultipose { max_people } => movenet::decode(&outputs[0], t, *max_people, th),
+            DecoderSpec::AssociativeEmbedding { .. } => {
+                if outputs.len() < 2 {
+                    bail!("model '{}' gave {} outputs, expected out0 and out1", spec.name, outputs.len());
+                }
+                let flipped = match flipped {
+                    Some(f) if f.len() >= 2 => Some((&f[0], &f[1])),
+                    _ => None,
+                };
+                if self.grouping.is_none() {
+                    self.grouping = Some(litepose::Decoder::new(grouping(spec)?));
+                }
+                let decoder = self.grouping.as_mut().expect("set above");
+                let mut people = decoder.decode(&outputs[0], &outputs[1], flipped, t)?;
+                people.retain(|p| p.score >= th.person);
+                Ok(people)
             }
-            let flipped = match flipped {
-                Some(f) if f.len() >= 2 => Some((&f[0], &f[1])),
-                _ => None,
-            };
-            let mut people = litepose::decode(&outputs[0], &outputs[1], flipped, t, &grouping(spec)?)?;
-            people.retain(|p| p.score >= th.person);
-            Ok(people)
+            d => bail!("decoder {d:?} does not produce people"),
         }
-        d => bail!("decoder {d:?} does not produce people"),
     }
 }
 
