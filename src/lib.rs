@@ -7,6 +7,7 @@
 pub mod analyzer;
 pub mod bench;
 pub mod catalog;
+pub mod checkpoint;
 pub mod convert;
 pub mod decode;
 pub mod detections;
