@@ -3,6 +3,7 @@
 //! `edgesight convert` writes the ONNX file; a model description with an `arch` may also point
 //! at the checkpoint itself, which is then converted in memory for each input size at load time.
 
+pub mod bevanet;
 pub mod litepose;
 pub mod onnx;
 pub mod weights;

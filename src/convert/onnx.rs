@@ -204,6 +204,144 @@ impl OnnxGraph {
             ..Default::default()
         }
     }
+
+    // ---- Generic helpers added for BEVANet (elementwise, reductions, pooling, resampling). ----
+
+    /// Element-wise product (numpy broadcasting).
+    pub fn mul(&mut self, a: &str, b: &str) -> String {
+        self.node("Mul", &[a, b], vec![])
+    }
+
+    /// Element-wise difference `a - b` (numpy broadcasting).
+    pub fn sub(&mut self, a: &str, b: &str) -> String {
+        self.node("Sub", &[a, b], vec![])
+    }
+
+    /// Element-wise quotient `a / b` (numpy broadcasting).
+    pub fn div(&mut self, a: &str, b: &str) -> String {
+        self.node("Div", &[a, b], vec![])
+    }
+
+    pub fn sigmoid(&mut self, x: &str) -> String {
+        self.node("Sigmoid", &[x], vec![])
+    }
+
+    pub fn sqrt(&mut self, x: &str) -> String {
+        self.node("Sqrt", &[x], vec![])
+    }
+
+    /// A float32 scalar initializer (broadcasts against anything).
+    pub fn scalar(&mut self, hint: &str, v: f32) -> String {
+        self.constant(hint, &[], &[v])
+    }
+
+    /// `1 - x`, as PyTorch writes `(1 - t)`.
+    pub fn one_minus(&mut self, x: &str) -> String {
+        let one = self.scalar("one", 1.0);
+        self.sub(&one, x)
+    }
+
+    /// Exact GELU (PyTorch `nn.GELU()`, approximate='none'): `x * 0.5 * (1 + erf(x / sqrt(2)))`.
+    pub fn gelu(&mut self, x: &str) -> String {
+        let inv_sqrt2 = self.scalar("gelu_inv_sqrt2", std::f32::consts::FRAC_1_SQRT_2);
+        let half = self.scalar("gelu_half", 0.5);
+        let one = self.scalar("gelu_one", 1.0);
+        let t = self.mul(x, &inv_sqrt2);
+        let e = self.node("Erf", &[&t], vec![]);
+        let e1 = self.add(&e, &one);
+        let xh = self.mul(x, &half);
+        self.mul(&xh, &e1)
+    }
+
+    /// Per-channel affine on an NCHW tensor: `x * scale[c] + shift[c]` (e.g. a BatchNorm in
+    /// inference form that cannot be folded into a neighbouring convolution).
+    pub fn channel_affine(&mut self, x: &str, scale: &[f32], shift: &[f32]) -> String {
+        let c = scale.len();
+        debug_assert_eq!(shift.len(), c);
+        let s = self.constant("scale", &[c, 1, 1], scale);
+        let b = self.constant("shift", &[c, 1, 1], shift);
+        let y = self.mul(x, &s);
+        self.add(&y, &b)
+    }
+
+    /// Per-channel scale on an NCHW tensor: `x * scale[c]`.
+    pub fn channel_scale(&mut self, x: &str, scale: &[f32]) -> String {
+        let s = self.constant("scale", &[scale.len(), 1, 1], scale);
+        self.mul(x, &s)
+    }
+
+    /// ReduceMean over `axes` (opset 13: axes is an attribute).
+    pub fn reduce_mean(&mut self, x: &str, axes: &[i64], keepdims: bool) -> String {
+        self.node("ReduceMean", &[x], vec![attr_ints("axes", axes), attr_int("keepdims", keepdims as i64)])
+    }
+
+    /// ReduceMax over `axes` (opset 13: axes is an attribute).
+    pub fn reduce_max(&mut self, x: &str, axes: &[i64], keepdims: bool) -> String {
+        self.node("ReduceMax", &[x], vec![attr_ints("axes", axes), attr_int("keepdims", keepdims as i64)])
+    }
+
+    /// ReduceSum over `axes` (opset 13: axes is an int64 input, not an attribute).
+    pub fn reduce_sum(&mut self, x: &str, axes: &[i64], keepdims: bool) -> String {
+        let a = self.constant_i64("axes", &[axes.len()], axes);
+        self.node("ReduceSum", &[x, &a], vec![attr_int("keepdims", keepdims as i64)])
+    }
+
+    /// Concatenation along `axis`.
+    pub fn concat(&mut self, xs: &[&str], axis: i64) -> String {
+        self.node("Concat", xs, vec![attr_int("axis", axis)])
+    }
+
+    /// `x[start..end]` along `axis` (opset 13 Slice: starts, ends, axes as int64 inputs).
+    pub fn slice(&mut self, x: &str, axis: i64, start: i64, end: i64) -> String {
+        let s = self.constant_i64("starts", &[1], &[start]);
+        let e = self.constant_i64("ends", &[1], &[end]);
+        let a = self.constant_i64("axes", &[1], &[axis]);
+        self.node("Slice", &[x, &s, &e, &a], vec![])
+    }
+
+    /// 2-D AveragePool, `pads` in ONNX order [top, left, bottom, right]. `count_include_pad`
+    /// true is PyTorch's `nn.AvgPool2d` default (divide by the full kernel area).
+    pub fn average_pool(
+        &mut self,
+        x: &str,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pads: [usize; 4],
+        count_include_pad: bool,
+    ) -> String {
+        let attrs = vec![
+            attr_ints("kernel_shape", &kernel.map(|k| k as i64)),
+            attr_ints("strides", &stride.map(|s| s as i64)),
+            attr_ints("pads", &pads.map(|p| p as i64)),
+            attr_int("count_include_pad", count_include_pad as i64),
+        ];
+        self.node("AveragePool", &[x], attrs)
+    }
+
+    /// Mean over all spatial positions, keeping [N, C, 1, 1].
+    pub fn global_average_pool(&mut self, x: &str) -> String {
+        self.node("GlobalAveragePool", &[x], vec![])
+    }
+
+    /// Bilinear resampling of an NCHW tensor to the absolute `sizes` (opset 13 Resize with the
+    /// `sizes` input; roi and scales left empty). `coordinate_transformation_mode` is
+    /// `half_pixel` for `F.interpolate(..., align_corners=False)` (PyTorch clamps negative source
+    /// coordinates to 0, as onnxruntime and tract do for linear mode; unlike
+    /// `pytorch_half_pixel`, it also matches PyTorch for an output length of 1) and
+    /// `align_corners` for `align_corners=True`.
+    pub fn resize_linear(&mut self, x: &str, sizes: [usize; 4], coordinate_transformation_mode: &str) -> String {
+        let s = self.constant_i64("sizes", &[4], &sizes.map(|v| v as i64));
+        let attrs = vec![
+            attr_string("mode", "linear"),
+            attr_string("coordinate_transformation_mode", coordinate_transformation_mode),
+        ];
+        self.node("Resize", &[x, "", "", &s], attrs)
+    }
+
+    /// Number of nodes appended so far.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
 }
 
 /// Serialises a model to ONNX protobuf bytes.
