@@ -95,3 +95,33 @@ fn checkpoint_with_a_wrong_key_is_refused_with_the_key_named() {
         assert!(e.contains("mis-shaped keys"), "{e}");
     }
 }
+
+#[test]
+fn bevanet_s_matches_official_outputs() {
+    let (Some(pth), Some(input), Some(outputs)) =
+        (shared("BEVANet-S.pth"), shared("BEVANet-S.input.npy"), shared("BEVANet-S.outputs.npz"))
+    else {
+        println!("skipped: ../shared/reference/fixtures/BEVANet-S.* not present");
+        return;
+    };
+    // The official training-wrapper state dict (model. prefix, aux heads, loss buffer) as is.
+    let entries = convert::read_checkpoint(&pth).unwrap();
+    assert!(entries.iter().any(|e| e.0.starts_with("model.seghead_ds.")));
+    let x = checkpoint::load_npy(&input).unwrap();
+    let built = convert::build(convert::arch("bevanet-s").unwrap(), &entries, x.shape[2], x.shape[3]).unwrap();
+    check_outputs("BEVANet-S", &built.onnx, &input, &outputs);
+}
+
+#[test]
+fn random_weights_cover_every_key() {
+    // Speed runs use seeded random weights; the strict loader must accept them for every arch.
+    for name in convert::arch_names() {
+        let arch = convert::arch(name).unwrap();
+        let entries = convert::random_entries(arch, 1);
+        let (h, w) = match arch {
+            convert::Arch::LitePose(_) => (128, 128),
+            convert::Arch::BevaNet(_) => (64, 128),
+        };
+        convert::build(arch, &entries, h, w).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    }
+}

@@ -19,15 +19,19 @@ pub type Entries = Vec<(String, Vec<usize>, Vec<f32>)>;
 #[derive(Debug, Clone, Copy)]
 pub enum Arch {
     LitePose(&'static litepose::LitePoseConfig),
+    BevaNet(&'static bevanet::BevaNetConfig),
 }
 
 pub fn arch_names() -> Vec<&'static str> {
-    litepose::CONFIGS.iter().map(|c| c.name).collect()
+    litepose::CONFIGS.iter().map(|c| c.name).chain(bevanet::CONFIGS.iter().map(|c| c.name)).collect()
 }
 
 pub fn arch(name: &str) -> Result<Arch> {
     if let Some(c) = litepose::config(name) {
         return Ok(Arch::LitePose(c));
+    }
+    if let Some(c) = bevanet::config(name) {
+        return Ok(Arch::BevaNet(c));
     }
     bail!("unknown architecture '{name}' (known: {})", arch_names().join(", "))
 }
@@ -36,6 +40,8 @@ pub fn arch(name: &str) -> Result<Arch> {
 pub fn default_input(arch: Arch) -> (usize, usize) {
     match arch {
         Arch::LitePose(c) => (c.input_size, c.input_size),
+        // Cityscapes evaluation runs on the full 1024x2048 frame.
+        Arch::BevaNet(_) => (1024, 2048),
     }
 }
 
@@ -73,6 +79,12 @@ pub fn build(arch: Arch, entries: &Entries, height: usize, width: usize) -> Resu
             let schema = if joints == 17 { "COCO" } else { "CrowdPose" };
             Ok(Built { onnx: onnx::encode(&model), description: format!("{} ({joints} joints, {schema})", cfg.name) })
         }
+        Arch::BevaNet(cfg) => {
+            bevanet::check_input_size(height, width)?;
+            let w = Weights::new(bevanet::deploy_entries(entries.clone()));
+            let model = bevanet::build(cfg, &w, height, width)?;
+            Ok(Built { onnx: onnx::encode(&model), description: format!("{} ({} classes)", cfg.name, cfg.num_classes) })
+        }
     }
 }
 
@@ -96,6 +108,9 @@ pub fn random_entries(arch: Arch, seed: u64) -> Entries {
     match arch {
         Arch::LitePose(cfg) => {
             let _ = litepose::build(cfg, 17, &empty);
+        }
+        Arch::BevaNet(cfg) => {
+            let _ = bevanet::build(cfg, &empty, 64, 64);
         }
     }
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
