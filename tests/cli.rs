@@ -306,3 +306,24 @@ fn convert_refuses_wrong_architecture_and_bad_files() {
     );
     assert!(!o.exists());
 }
+
+#[test]
+fn bevanet_checkpoint_segments_with_class_fractions() {
+    let pth = repo("../shared/reference/fixtures/BEVANet-S.pth");
+    if !pth.is_file() {
+        println!("skipped: {} not present", pth.display());
+        return;
+    }
+    let out = scratch("bevanet");
+    let img = repo("tests/data/coco/000000000785.jpg");
+    let r = edgesight(&["image", s(&img), "--out", s(&out), "--pose", "none", "--seg", "bevanet-s", "--seg-model", s(&pth)]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("untrained weights"));
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(out.join("images.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    let classes = line["classes"].as_object().unwrap();
+    assert_eq!(classes.len(), 19);
+    let total: f64 = classes.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-3, "class fractions sum to {total}");
+    assert!(classes.contains_key("road") && classes.contains_key("person"));
+}
