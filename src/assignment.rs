@@ -355,24 +355,8 @@ fn solve(n: usize, m: usize, a: impl Fn(usize, usize) -> f64) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::SplitMix64;
 
-    /// splitmix64: a small deterministic generator for test matrices.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn unit(&mut self) -> f64 {
-            (self.next() >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
 
     /// Minimum over all injective maps of the smaller side into the larger one.
     fn brute_force(cost: &[f64], rows: usize, cols: usize) -> f64 {
@@ -411,20 +395,20 @@ mod tests {
 
     /// The kinds of matrices the grouping produces: rounded tag distances times 100 minus a
     /// score in (0, 1], many exact ties, 1e10 padding columns; plus plain random ones.
-    fn random_matrix(rng: &mut Rng, rows: usize, cols: usize, kind: u64) -> Vec<f64> {
+    fn random_matrix(rng: &mut SplitMix64, rows: usize, cols: usize, kind: u64) -> Vec<f64> {
         let mut m: Vec<f64> = (0..rows * cols)
             .map(|_| match kind {
-                0 => rng.unit() * 100.0 - 50.0,
+                0 => rng.unit_f64() * 100.0 - 50.0,
                 1 => rng.below(4) as f64,
                 2 => rng.below(3) as f64 * 100.0 - (rng.below(4) as f64) * 0.25,
                 3 => {
                     if rng.below(3) == 0 {
                         1e10
                     } else {
-                        rng.below(5) as f64 * 100.0 - rng.unit()
+                        rng.below(5) as f64 * 100.0 - rng.unit_f64()
                     }
                 }
-                _ => (rng.below(7) as f64 - 3.0) * 1e9 + rng.unit(),
+                _ => (rng.below(7) as f64 - 3.0) * 1e9 + rng.unit_f64(),
             })
             .collect();
         if kind == 3 && rows > cols {
@@ -441,7 +425,7 @@ mod tests {
 
     #[test]
     fn matches_brute_force_on_many_small_matrices() {
-        let mut rng = Rng(0x5eed);
+        let mut rng = SplitMix64(0x5eed);
         let mut cases = 0;
         for seed_round in 0..60 {
             for rows in 1..=7 {

@@ -139,13 +139,8 @@ mod tests {
         let valid = br#"{"images":[{"id":785,"file_name":"a.jpg","width":640},{"id":2,"file_name":"b.jpg"}],"annotations":[]}"#;
         std::fs::write(&path, valid).unwrap();
         assert_eq!(coco_image_ids(&path).unwrap().get("a.jpg"), Some(&785));
-        let mut state = 0x9e3779b97f4a7c15u64;
-        let mut rnd = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut rng = crate::rng::SplitMix64(0x9e37);
+        let mut rnd = move |n: usize| rng.below(n);
         for _ in 0..2000 {
             let mut bytes = valid.to_vec();
             for _ in 0..1 + rnd(4) {

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod records;
 pub mod render;
+pub mod rng;
 pub mod session;
 pub mod skeleton;
 pub mod stats;

@@ -255,11 +255,8 @@ mod tests {
     /// Any frame size through every resize mode: the right shape, finite values, no panic.
     #[test]
     fn random_sizes_through_every_mode() {
-        let mut state = 12345u64;
-        let mut rnd = move |n: usize| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 33) % n as u64) as usize
-        };
+        let mut rng = crate::rng::SplitMix64(12345);
+        let mut rnd = move |n: usize| rng.below(n);
         for _ in 0..60 {
             let (w, h) = (1 + rnd(300), 1 + rnd(300));
             let f = Frame::new(w, h, (0..w * h * 3).map(|i| (i * 7) as u8).collect()).unwrap();

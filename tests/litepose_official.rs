@@ -29,24 +29,7 @@ struct Case {
     tags: Vec<f32>,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1), exactly representable.
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use edgesight::rng::SplitMix64 as Rng;
 
 const CASES: usize = 48;
 
@@ -60,26 +43,26 @@ fn synth(case: usize) -> Case {
     let mode = case % 3;
     let people = if case % 8 == 7 { 36 } else { 1 + rng.below(9) };
     let plane = h * w;
-    let mut heatmaps: Vec<f32> = (0..joints * plane).map(|_| rng.unit() * 0.02).collect();
-    let mut tags: Vec<f32> = (0..d * joints * plane).map(|_| (rng.unit() - 0.5) * 0.6).collect();
+    let mut heatmaps: Vec<f32> = (0..joints * plane).map(|_| rng.unit_f32() * 0.02).collect();
+    let mut tags: Vec<f32> = (0..d * joints * plane).map(|_| (rng.unit_f32() - 0.5) * 0.6).collect();
     for p in 0..people {
-        let cx = 4.0 + rng.unit() * (w as f32 - 8.0);
-        let cy = 4.0 + rng.unit() * (h as f32 - 8.0);
+        let cx = 4.0 + rng.unit_f32() * (w as f32 - 8.0);
+        let cy = 4.0 + rng.unit_f32() * (h as f32 - 8.0);
         let base = match mode {
-            0 => rng.unit() * 8.0 - 4.0,
+            0 => rng.unit_f32() * 8.0 - 4.0,
             1 => (rng.below(13) as f32 - 6.0) * 0.25,
             _ => p as f32 * 1.6,
         };
         for j in 0..joints {
-            if rng.unit() < 0.25 {
+            if rng.unit_f32() < 0.25 {
                 continue; // not visible
             }
-            let x = cx + (rng.unit() - 0.5) * 12.0;
-            let y = cy + (rng.unit() - 0.5) * 12.0;
-            let amp = if mode == 1 { [0.25, 0.5, 1.0][rng.below(3)] } else { 0.05 + rng.unit() * 0.95 };
-            let s = 1.0 + rng.unit() * 1.5;
+            let x = cx + (rng.unit_f32() - 0.5) * 12.0;
+            let y = cy + (rng.unit_f32() - 0.5) * 12.0;
+            let amp = if mode == 1 { [0.25, 0.5, 1.0][rng.below(3)] } else { 0.05 + rng.unit_f32() * 0.95 };
+            let s = 1.0 + rng.unit_f32() * 1.5;
             let noise: Vec<f32> = (0..d)
-                .map(|_| if mode == 1 { [0.0, 0.25, 0.5][rng.below(3)] } else { (rng.unit() - 0.5) * 0.3 })
+                .map(|_| if mode == 1 { [0.0, 0.25, 0.5][rng.below(3)] } else { (rng.unit_f32() - 0.5) * 0.3 })
                 .collect();
             for yy in 0..h {
                 for xx in 0..w {

@@ -113,11 +113,8 @@ pub fn random_entries(arch: Arch, seed: u64) -> Entries {
             let _ = bevanet::build(cfg, &empty, 64, 64);
         }
     }
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((state >> 40) as f32) / (1u64 << 24) as f32
-    };
+    let mut rng = crate::rng::SplitMix64(seed);
+    let mut next = move || rng.unit_f32();
     empty
         .requested()
         .into_iter()

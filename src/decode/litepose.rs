@@ -910,25 +910,12 @@ fn to_people(grouped: Vec<GroupedPerson>, t: &Transform, h: usize, w: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::SplitMix64;
 
     fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
     }
 
-    /// A small deterministic generator (splitmix64).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn unit(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 24) as f32
-        }
-    }
 
     #[test]
     fn bilinear_matches_pytorch_align_corners_false() {
@@ -956,9 +943,9 @@ mod tests {
 
     #[test]
     fn bilinear_matches_the_formula_on_random_maps() {
-        let mut rng = Rng(3);
+        let mut rng = SplitMix64(3);
         for &(ih, iw, oh, ow) in &[(5, 7, 10, 14), (6, 4, 13, 9), (9, 9, 4, 5), (3, 8, 3, 16), (7, 5, 7, 5)] {
-            let src: Vec<f32> = (0..2 * ih * iw).map(|_| rng.unit() * 4.0 - 2.0).collect();
+            let src: Vec<f32> = (0..2 * ih * iw).map(|_| rng.unit_f32() * 4.0 - 2.0).collect();
             let got = resize_bilinear(&src, 2, ih, iw, oh, ow);
             // numpy-style reference in float64.
             let taps = |inp: usize, out: usize, i: usize| {
@@ -1010,13 +997,13 @@ mod tests {
 
     #[test]
     fn fast_peaks_equal_nms_then_threshold() {
-        let mut rng = Rng(11);
+        let mut rng = SplitMix64(11);
         for case in 0..40 {
             let (h, w) = (9 + case % 7, 11 + case % 5);
             // Coarse values make plateaus common.
-            let mut m: Vec<f32> = (0..h * w).map(|_| (rng.unit() * 8.0).floor() / 8.0).collect();
+            let mut m: Vec<f32> = (0..h * w).map(|_| (rng.unit_f32() * 8.0).floor() / 8.0).collect();
             if case % 3 == 0 {
-                m[rng.next() as usize % (h * w)] = f32::NAN;
+                m[rng.next_u64() as usize % (h * w)] = f32::NAN;
             }
             for thr in [0.0, 0.1, 0.5] {
                 let slow = top_k(&nms(&m, h, w, 5, 2), usize::MAX, thr);
@@ -1152,14 +1139,14 @@ mod tests {
 
     #[test]
     fn tiled_refine_argmax_equals_the_full_scan() {
-        let mut rng = Rng(5);
+        let mut rng = SplitMix64(5);
         for case in 0..30 {
             let (h, w) = (20 + case % 13, 17 + case % 29);
             let d = 1 + case % 2;
-            let hm: Vec<f32> = (0..h * w).map(|_| (rng.unit() * 6.0).floor() / 4.0 - 0.2).collect();
-            let tags: Vec<Vec<f32>> = (0..d).map(|_| (0..h * w).map(|_| rng.unit() * 3.0).collect()).collect();
+            let hm: Vec<f32> = (0..h * w).map(|_| (rng.unit_f32() * 6.0).floor() / 4.0 - 0.2).collect();
+            let tags: Vec<Vec<f32>> = (0..d).map(|_| (0..h * w).map(|_| rng.unit_f32() * 3.0).collect()).collect();
             let planes: Vec<&[f32]> = tags.iter().map(|t| t.as_slice()).collect();
-            let prev: Vec<f32> = (0..d).map(|_| rng.unit() * 3.0).collect();
+            let prev: Vec<f32> = (0..d).map(|_| rng.unit_f32() * 3.0).collect();
             let mut index = RefineIndex::new(1, w);
             let fast = refine_argmax(&mut index, 0, &hm, &planes, &prev, h, w).unwrap();
             assert_eq!(fast, refine_argmax_full(&hm, &planes, &prev), "case {case}");
