@@ -1,7 +1,7 @@
 //! Runs the selected pose and segmentation models on a frame: the per-frame work every mode
 //! (video, images, bench, live) shares.
 
-use crate::catalog::{Catalog, ModelSpec, Task};
+use crate::catalog::{Catalog, DecoderSpec, ModelSpec, Task};
 use crate::decode::PoseThresholds;
 use crate::decode::Segmentation;
 use crate::detections::{ClassMap, Mask, Person};
@@ -18,8 +18,11 @@ pub struct ModelChoice {
     pub pose: Option<String>,
     pub pose_file: Option<PathBuf>,
     pub pose_size: Option<usize>,
+    /// Average with a horizontally flipped pass (associative-embedding models).
+    pub flip_test: bool,
     pub seg: Option<String>,
     pub seg_file: Option<PathBuf>,
+    pub seg_size: Option<usize>,
 }
 
 pub struct Analysis {
@@ -69,11 +72,14 @@ fn open(catalog: &Catalog, name: &str, file: Option<&PathBuf>, task: Task, size:
     }
     let path = match file {
         Some(f) => f.clone(),
-        None => crate::catalog::models_dir().join(&spec.file),
+        None => {
+            // The bundled file is what the catalogue describes; a user's own file carries its own weights.
+            if !spec.trained {
+                eprintln!("warning: model '{}' carries untrained weights; its output is not meaningful", spec.name);
+            }
+            crate::catalog::models_dir().join(&spec.file)
+        }
     };
-    if !spec.trained {
-        eprintln!("warning: model '{}' carries untrained weights; its output is not meaningful", spec.name);
-    }
     ModelSession::open(spec, &path)
 }
 
@@ -89,12 +95,21 @@ impl Analyzer {
         if choice.seg.is_none() && choice.seg_file.is_some() {
             bail!("--seg-model was given but segmentation is off (--seg none)");
         }
-        let pose = match &choice.pose {
+        let mut pose = match &choice.pose {
             Some(n) => Some(open(&catalog, n, choice.pose_file.as_ref(), Task::Pose, choice.pose_size)?),
             None => None,
         };
+        if choice.flip_test {
+            match pose.as_mut().map(|p| &mut p.spec) {
+                Some(spec) if matches!(spec.decoder, DecoderSpec::AssociativeEmbedding { .. }) => {
+                    spec.decoder = DecoderSpec::AssociativeEmbedding { flip_test: true };
+                }
+                Some(spec) => bail!("--flip-test applies to LitePose models, not '{}'", spec.name),
+                None => bail!("--flip-test was given but pose is off"),
+            }
+        }
         let seg = match &choice.seg {
-            Some(n) => Some(open(&catalog, n, choice.seg_file.as_ref(), Task::Segmentation, None)?),
+            Some(n) => Some(open(&catalog, n, choice.seg_file.as_ref(), Task::Segmentation, choice.seg_size)?),
             None => None,
         };
         Ok(Analyzer { pose, seg, thresholds })

@@ -123,9 +123,16 @@ struct ModelArgs {
     /// Use this ONNX file with the segmentation model's description.
     #[arg(long, value_name = "FILE")]
     seg_model: Option<PathBuf>,
-    /// Longest side of the pose input in pixels (multiple of 32 for MoveNet; default 384).
+    /// Pose input size: longest side for MoveNet (multiple of 32, default 384), short side for
+    /// LitePose (multiple of 64).
     #[arg(long)]
     pose_size: Option<usize>,
+    /// Segmentation input size for models with a size rule (BEVANet: longest side, multiple of 64).
+    #[arg(long)]
+    seg_size: Option<usize>,
+    /// LitePose: average with a horizontally flipped pass, as the official evaluation does.
+    #[arg(long)]
+    flip_test: bool,
     /// Minimum person score for a reported person.
     #[arg(long, default_value_t = PoseThresholds::default().person)]
     person_threshold: f32,
@@ -144,8 +151,10 @@ impl ModelArgs {
             pose: pick(&self.pose),
             pose_file: self.pose_model.clone(),
             pose_size: self.pose_size,
+            flip_test: self.flip_test,
             seg: pick(&self.seg),
             seg_file: self.seg_model.clone(),
+            seg_size: self.seg_size,
         }
     }
 

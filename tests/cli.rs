@@ -273,14 +273,24 @@ fn convert_official_checkpoint_and_run_it() {
     let r = edgesight(&["convert", s(&ckpt), "--arch", "litepose-xs", "--out", s(&onnx)]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert!(String::from_utf8_lossy(&r.stderr).contains("17 joints"));
-    // The converted file and the checkpoint itself both run as the litepose-xs description,
-    // with the untrained-weights warning.
+    // The converted file and the checkpoint itself both run as the litepose-xs description
+    // (a user's file: no warning about the bundled fixture weights), with and without flip test.
     let img = repo("tests/data/coco/000000000785.jpg");
-    for model in [&onnx, &ckpt] {
-        let r = edgesight(&["image", s(&img), "--out", s(&out.join("o")), "--pose", "litepose-xs", "--pose-model", s(model), "--seg", "none"]);
+    let o = out.join("o");
+    for (model, flip) in [(&onnx, "--flip-test"), (&ckpt, "")] {
+        let mut args = vec!["image", s(&img), "--out", s(&o), "--pose", "litepose-xs", "--pose-model", s(model), "--seg", "none"];
+        if flip == "--flip-test" {
+            args.push(flip);
+        }
+        let r = edgesight(&args);
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        assert!(String::from_utf8_lossy(&r.stderr).contains("untrained weights"));
+        assert!(!String::from_utf8_lossy(&r.stderr).contains("untrained weights"));
     }
+    // The bundled fixture weights say they are untrained.
+    let r = edgesight(&["image", s(&img), "--out", s(&out.join("o")), "--pose", "litepose-xs", "--seg", "none"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("warning: model 'litepose-xs' carries untrained weights"));
+    assert_clean_failure(&edgesight(&["image", s(&img), "--out", s(&out.join("o")), "--flip-test"]), &["--flip-test", "movenet-multipose"]);
 }
 
 #[test]
@@ -316,9 +326,8 @@ fn bevanet_checkpoint_segments_with_class_fractions() {
     }
     let out = scratch("bevanet");
     let img = repo("tests/data/coco/000000000785.jpg");
-    let r = edgesight(&["image", s(&img), "--out", s(&out), "--pose", "none", "--seg", "bevanet-s", "--seg-model", s(&pth)]);
+    let r = edgesight(&["image", s(&img), "--out", s(&out), "--pose", "none", "--seg", "bevanet-s", "--seg-model", s(&pth), "--seg-size", "256"]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    assert!(String::from_utf8_lossy(&r.stderr).contains("untrained weights"));
     let line: serde_json::Value =
         serde_json::from_str(std::fs::read_to_string(out.join("images.jsonl")).unwrap().lines().next().unwrap()).unwrap();
     let classes = line["classes"].as_object().unwrap();
