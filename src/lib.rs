@@ -15,6 +15,7 @@ pub mod detections;
 pub mod engine;
 pub mod frame;
 pub mod images;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod preprocess;
