@@ -72,7 +72,8 @@ pub struct Shared {
     pub pose_out: Watch<ModelResult>,
     pub seg_out: Watch<ModelResult>,
     configs: Mutex<[WorkerConfig; 2]>,
-    worker_status: Mutex<[Option<String>; 2]>,
+    /// Per worker: a message for the window, and whether it is a failure (not just loading).
+    worker_status: Mutex<[(Option<String>, bool); 2]>,
     events: Mutex<Vec<Event>>,
     repaint: Mutex<Option<eframe::egui::Context>>,
 }
@@ -97,7 +98,7 @@ impl Shared {
             pose_out: Watch::new(),
             seg_out: Watch::new(),
             configs: Mutex::new([pose, seg]),
-            worker_status: Mutex::new([None, None]),
+            worker_status: Mutex::new([(None, false), (None, false)]),
             events: Mutex::new(Vec::new()),
             repaint: Mutex::new(None),
         }
@@ -178,11 +179,23 @@ impl Shared {
     }
 
     pub fn worker_status(&self, kind: Kind) -> Option<String> {
-        lock(&self.worker_status)[kind as usize].clone()
+        lock(&self.worker_status)[kind as usize].0.clone()
     }
 
-    pub fn set_worker_status(&self, kind: Kind, s: Option<String>) {
-        lock(&self.worker_status)[kind as usize] = s;
+    /// True when the worker's model failed to load or to run on the last frame.
+    pub fn worker_failed(&self, kind: Kind) -> bool {
+        lock(&self.worker_status)[kind as usize].1
+    }
+
+    pub fn set_worker_status(&self, kind: Kind, s: Option<String>, failed: bool) {
+        let mut st = lock(&self.worker_status);
+        if failed && st[kind as usize].0 != s {
+            if let Some(m) = &s {
+                eprintln!("edgesight live: {m}");
+            }
+        }
+        st[kind as usize] = (s, failed);
+        drop(st);
         self.repaint();
     }
 

@@ -145,6 +145,8 @@ struct LiveApp {
     shown: ShownFrames,
     shown_pose_seq: u64,
     shown_seg_seq: u64,
+    shown_pose_results: u64,
+    shown_seg_results: u64,
     /// Source frames shown so far.
     frames_shown: u64,
     hud: Hud,
@@ -195,6 +197,8 @@ impl LiveApp {
             shown: ShownFrames::default(),
             shown_pose_seq: 0,
             shown_seg_seq: 0,
+            shown_pose_results: 0,
+            shown_seg_results: 0,
             frames_shown: 0,
             hud: Hud::default(),
             started: Instant::now(),
@@ -338,12 +342,13 @@ impl LiveApp {
     /// First time a result is on screen: its end-to-end and result-to-screen latency.
     fn account(&mut self, r: &Option<Arc<ModelResult>>, kind: Kind, now: Instant) {
         let Some(r) = r else { return };
-        let (last, stages) = match kind {
-            Kind::Pose => (&mut self.shown_pose_seq, &mut self.hud.pose),
-            Kind::Seg => (&mut self.shown_seg_seq, &mut self.hud.seg),
+        let (last, count, stages) = match kind {
+            Kind::Pose => (&mut self.shown_pose_seq, &mut self.shown_pose_results, &mut self.hud.pose),
+            Kind::Seg => (&mut self.shown_seg_seq, &mut self.shown_seg_results, &mut self.hud.seg),
         };
         if r.seq != *last {
             *last = r.seq;
+            *count += 1;
             stages.to_screen.add(now, now - r.finished);
             stages.e2e.add(now, now - r.captured_at);
         }
@@ -466,17 +471,22 @@ impl LiveApp {
         ctx.send_viewport_cmd(egui::ViewportCommand::Close);
     }
 
-    /// `--frames N`: after N frames, wait (up to 15 s) until the enabled models have results on
-    /// screen, then take the final screenshot and close.
+    /// `--frames N`: after N frames, wait (up to 30 s) until each enabled model has had two results
+    /// on screen, then take the final screenshot and close.
     fn check_limit(&mut self, ctx: &egui::Context) {
         let Some(limit) = self.opts.frames else { return };
         if self.closing || self.frozen || self.frames_shown < limit {
             return;
         }
         let reached = *self.limit_reached_at.get_or_insert_with(Instant::now);
-        let wants = |kind: Kind, shown: Option<u64>| self.shared.config(kind).model.is_none() || self.shared.worker_status(kind).is_some() || shown.is_some();
-        let ready = wants(Kind::Pose, self.shown.pose_frame_index) && wants(Kind::Seg, self.shown.seg_frame_index);
-        if !ready && reached.elapsed() < Duration::from_secs(15) {
+        // Each enabled model has had two results on screen (so its rate is defined), or failed.
+        let results_shown = |kind: Kind| match kind {
+            Kind::Pose => self.shown_pose_results,
+            Kind::Seg => self.shown_seg_results,
+        };
+        let wants = |kind: Kind| self.shared.config(kind).model.is_none() || self.shared.worker_failed(kind) || results_shown(kind) >= 2;
+        let ready = wants(Kind::Pose) && wants(Kind::Seg);
+        if !ready && reached.elapsed() < Duration::from_secs(30) {
             return;
         }
         self.frozen = true;

@@ -93,17 +93,17 @@ pub fn run(shared: Arc<Shared>, kind: Kind) {
             analyzer = None;
             output.clear();
             if let Some(name) = &config.model {
-                shared.set_worker_status(kind, Some(format!("loading {name} ...")));
+                shared.set_worker_status(kind, Some(format!("loading {name} ...")), false);
                 match load(kind, &config) {
                     Ok(a) => {
                         analyzer = Some(a);
                         model_name = name.clone();
-                        shared.set_worker_status(kind, None);
+                        shared.set_worker_status(kind, None, false);
                     }
-                    Err(e) => shared.set_worker_status(kind, Some(format!("{name}: {e:#}"))),
+                    Err(e) => shared.set_worker_status(kind, Some(format!("{name}: {e:#}")), true),
                 }
             } else {
-                shared.set_worker_status(kind, None);
+                shared.set_worker_status(kind, None, false);
             }
             // Drop a frame that waited while loading: it is old now.
             input.try_take();
@@ -127,7 +127,7 @@ fn analyse(a: &mut Analyzer, captured: &Captured, model: &str, shared: &Shared, 
             let t = times.total();
             shared.push_event(Event::Result { kind, wait: started - captured.at, times: t, finished });
             if shared.worker_status(kind).is_some() {
-                shared.set_worker_status(kind, None);
+                shared.set_worker_status(kind, None, false);
             }
             Some(ModelResult {
                 model: model.to_string(),
@@ -145,7 +145,7 @@ fn analyse(a: &mut Analyzer, captured: &Captured, model: &str, shared: &Shared, 
             })
         }
         Err(e) => {
-            shared.set_worker_status(kind, Some(format!("{model} failed on a frame: {e:#}")));
+            shared.set_worker_status(kind, Some(format!("{model} failed on a frame: {e:#}")), true);
             None
         }
     }
