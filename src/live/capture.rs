@@ -93,25 +93,28 @@ fn play_file(shared: &Shared, generation: u64, path: &Path) -> Result<()> {
         frame_rate: if info.frame_rate.contains('/') { info.frame_rate.clone() } else { format!("{fps}") },
     });
     let period = Duration::from_secs_f64(1.0 / fps);
+    // One clock across passes, so looping does not change the rate.
+    let mut due: Option<Instant> = None;
     loop {
         let mut reader = VideoReader::open(&info)?;
-        let start = Instant::now();
         let mut n: u32 = 0;
         while let Some(frame) = reader.next_frame()? {
-            // Play at the file's rate: the frame is due n periods after the pass started.
-            let due = start + period * n;
+            let due_now = *due.get_or_insert_with(Instant::now);
             loop {
                 if leave(shared, generation) {
                     return Ok(());
                 }
                 let now = Instant::now();
-                if now >= due {
+                if now >= due_now {
                     break;
                 }
-                std::thread::sleep((due - now).min(Duration::from_millis(20)));
+                std::thread::sleep((due_now - now).min(Duration::from_millis(20)));
             }
             shared.publish_frame(frame);
             n += 1;
+            // Play at the file's rate; after a stall, go on from now rather than catching up.
+            let now = Instant::now();
+            due = Some((due_now + period).max(now.checked_sub(period).unwrap_or(now)));
         }
         let end = reader.finish();
         if n == 0 {
