@@ -2,7 +2,8 @@
 //!
 //! Data flow (see ARCHITECTURE.md): source (`video_source`, `frame`) -> `preprocess` ->
 //! `engine` -> `decode` -> `render` -> sinks (`video_writer`, `records`), driven per frame by
-//! `analyzer` and, for whole videos, by `pipeline`.
+//! `analyzer` and, for whole videos, by `pipeline`; `live` is the desktop demo (camera, window,
+//! HUD) on the same analyzer and renderer.
 
 pub mod analyzer;
 pub mod assignment;

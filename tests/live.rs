@@ -238,6 +238,15 @@ fn live_without_a_display_says_so() {
 }
 
 #[test]
+fn no_command_without_a_display_prints_help() {
+    let out = Command::new(BIN).env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("live"), "help lists the commands");
+    assert!(stderr.contains("no display"), "{stderr}");
+}
+
+#[test]
 fn live_refuses_bad_arguments_before_opening_a_window() {
     let cases: [(&[&str], &str); 3] = [
         (&["--source", "/nonexistent/clip.mp4", "--frames", "1"], "is not a file"),

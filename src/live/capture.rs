@@ -191,3 +191,28 @@ fn to_frame(buffer: &nokhwa::Buffer) -> Result<Frame> {
 pub fn stamp(frame: Frame, seq: u64) -> Captured {
     Captured { frame, seq, at: Instant::now() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nokhwa::utils::{FrameFormat, Resolution};
+
+    #[test]
+    fn camera_buffers_become_rgb_frames() {
+        let res = Resolution::new(2, 1);
+        let bgr = nokhwa::Buffer::new(res, &[1, 2, 3, 4, 5, 6], FrameFormat::RAWBGR);
+        assert_eq!(to_frame(&bgr).unwrap().rgb, vec![3, 2, 1, 6, 5, 4]);
+        let grey = nokhwa::Buffer::new(res, &[7, 9], FrameFormat::GRAY);
+        assert_eq!(to_frame(&grey).unwrap().rgb, vec![7, 7, 7, 9, 9, 9]);
+        // YUYV: one pair of pixels; mid-grey stays grey.
+        let yuyv = nokhwa::Buffer::new(res, &[128, 128, 128, 128], FrameFormat::YUYV);
+        let f = to_frame(&yuyv).unwrap();
+        assert_eq!((f.width, f.height), (2, 1));
+        assert!(f.rgb.iter().all(|&v| (120..=136).contains(&v)), "{:?}", f.rgb);
+        // A short buffer is an error, not a panic.
+        let short = nokhwa::Buffer::new(res, &[1, 2, 3], FrameFormat::RAWRGB);
+        assert!(to_frame(&short).is_err());
+        let bad_jpeg = nokhwa::Buffer::new(res, &[0xff, 0xd8, 0], FrameFormat::MJPEG);
+        assert!(to_frame(&bad_jpeg).is_err());
+    }
+}
