@@ -272,7 +272,13 @@ pub fn run(opts: LiveOptions) -> Result<()> {
     }
     let outcome = ui::run_window(shared.clone(), &opts);
     shared.request_stop();
-    for t in threads {
+    // Threads notice the stop within a frame or an inference; a camera driver stuck in a read
+    // must not keep the program alive, so wait a bounded time.
+    let t = Instant::now();
+    while !threads.iter().all(|t| t.is_finished()) && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for t in threads.into_iter().filter(|t| t.is_finished()) {
         let _ = t.join();
     }
     match outcome {

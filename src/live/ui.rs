@@ -39,7 +39,7 @@ pub fn run_window(shared: Arc<Shared>, opts: &LiveOptions) -> Result<Option<Stri
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("edgesight live")
-            .with_inner_size([w + PANEL_WIDTH, h.max(640.0)]),
+            .with_inner_size([w + PANEL_WIDTH, h.max(720.0)]),
         // Never let the display's refresh pace the UI thread.
         vsync: false,
         ..Default::default()
@@ -334,7 +334,7 @@ impl LiveApp {
             let ppp = ctx.pixels_per_point();
             ctx.send_viewport_cmd(egui::ViewportCommand::InnerSize(egui::vec2(
                 size.0 as f32 / ppp + PANEL_WIDTH,
-                (size.1 as f32 / ppp).max(640.0),
+                (size.1 as f32 / ppp).max(720.0),
             )));
         }
     }
@@ -540,6 +540,28 @@ impl LiveApp {
         let pose = self.shared.pose_out.latest();
         let seg = self.shared.seg_out.latest();
         ui.label(age("pose", self.shown.pose_frames_behind, pose.0, &pose.1));
+        if let Some(r) = pose.1.as_ref().filter(|_| self.shown.pose_frame_index.is_some()) {
+            // Per person: colour as drawn, person score, joints at or above the joint threshold
+            // and their mean confidence.
+            for (i, person) in r.people.iter().enumerate() {
+                let c = render::PERSON_COLOURS[i % render::PERSON_COLOURS.len()];
+                let shown: Vec<f32> = person.keypoints.iter().map(|k| k.score).filter(|&s| s >= self.style.keypoint_threshold).collect();
+                let mean = if shown.is_empty() { 0.0 } else { shown.iter().sum::<f32>() / shown.len() as f32 };
+                let text = format!(
+                    "person {}: score {:.2}, {}/{} joints, mean joint confidence {:.2}",
+                    i + 1,
+                    person.score,
+                    shown.len(),
+                    person.keypoints.len(),
+                    mean
+                );
+                ui.horizontal(|ui| {
+                    let (rect, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+                    ui.painter().rect_filled(rect, 2.0, Color32::from_rgb(c[0], c[1], c[2]));
+                    ui.label(RichText::new(text).small());
+                });
+            }
+        }
         ui.label(age("segmentation", self.shown.seg_frames_behind, seg.0, &seg.1));
         if let Some(r) = &seg.1 {
             legend(ui, r, &self.style);
