@@ -150,3 +150,63 @@ fn analyse(a: &mut Analyzer, captured: &Captured, model: &str, shared: &Shared, 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Frame;
+    use crate::live::capture::SourceSpec;
+
+    fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn worker_runs_switches_and_reports_a_bad_model() {
+        let seg = WorkerConfig { model: Some("meet".into()), ..WorkerConfig::off() };
+        let shared = Arc::new(Shared::new(SourceSpec::File("unused".into()), WorkerConfig::off(), seg));
+        let worker = {
+            let s = shared.clone();
+            std::thread::spawn(move || run(s, Kind::Seg))
+        };
+        let frame = Frame::new(64, 48, vec![90; 64 * 48 * 3]).unwrap();
+        // Frames keep coming, as from a camera; the worker takes the newest.
+        let feed = |shared: &Shared| shared.publish_frame(frame.clone());
+        wait_for("a segmentation result", || {
+            feed(&shared);
+            shared.seg_out.latest().1.is_some()
+        });
+        let r = shared.seg_out.latest().1.unwrap();
+        assert_eq!(r.model, "meet");
+        assert_eq!(r.frame_size, (64, 48));
+        assert!(r.mask.is_some() && r.people.is_empty());
+        assert!(r.finished >= r.started && r.started >= r.captured_at);
+        assert!(!shared.worker_failed(Kind::Seg));
+
+        // Switched off: results go away.
+        shared.set_config(Kind::Seg, WorkerConfig::off());
+        wait_for("results cleared", || {
+            feed(&shared);
+            shared.seg_out.latest().1.is_none()
+        });
+
+        // A model that does not exist: a failure message, no panic, the worker lives on.
+        shared.set_config(Kind::Seg, WorkerConfig { model: Some("no-such-model".into()), ..WorkerConfig::off() });
+        wait_for("the failure", || shared.worker_failed(Kind::Seg));
+        assert!(shared.worker_status(Kind::Seg).unwrap().contains("no-such-model"));
+
+        // And back to a good one.
+        shared.set_config(Kind::Seg, WorkerConfig { model: Some("selfie".into()), ..WorkerConfig::off() });
+        wait_for("selfie results", || {
+            feed(&shared);
+            shared.seg_out.latest().1.is_some_and(|r| r.model == "selfie")
+        });
+        assert!(!shared.worker_failed(Kind::Seg));
+        shared.request_stop();
+        worker.join().unwrap();
+    }
+}
