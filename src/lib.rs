@@ -2,7 +2,8 @@
 //!
 //! Data flow (see ARCHITECTURE.md): source (`video_source`, `frame`) -> `preprocess` ->
 //! `engine` -> `decode` -> `render` -> sinks (`video_writer`, `records`), driven per frame by
-//! `analyzer` and, for whole videos, by `pipeline`.
+//! `analyzer` and, for whole videos, by `pipeline`; `live` is the desktop demo (camera, window,
+//! HUD) on the same analyzer and renderer.
 
 pub mod analyzer;
 pub mod assignment;
@@ -15,6 +16,7 @@ pub mod detections;
 pub mod engine;
 pub mod frame;
 pub mod images;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod preprocess;

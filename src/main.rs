@@ -7,14 +7,15 @@ use edgesight::analyzer::{Analyzer, ModelChoice};
 use edgesight::catalog::{models_dir, Catalog, SizeRule, Task};
 use edgesight::decode::PoseThresholds;
 use edgesight::render::Style;
-use edgesight::{bench, convert, images, pipeline};
+use edgesight::{bench, convert, images, live, pipeline};
 use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(name = "edgesight", version, about = "Multi-person pose and person segmentation, headless or live")]
 struct Cli {
+    /// Without a command: `live` when a display is present.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -51,6 +52,8 @@ enum Command {
         #[command(flatten)]
         models: ModelArgs,
     },
+    /// Desktop demo: camera (or a video file as a camera) with live pose, segmentation and a HUD.
+    Live(LiveArgs),
     /// List the models edgesight knows.
     Models,
     /// Measure inference latency and headless pipeline throughput.
@@ -109,6 +112,94 @@ fn default_clip() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/assets/vtest-4s.mp4")
 }
 
+#[derive(Args, Default)]
+struct LiveArgs {
+    /// Play this video file as the camera (at its own frame rate, looping) instead of a camera.
+    #[arg(long, value_name = "FILE")]
+    source: Option<PathBuf>,
+    /// Camera index (0: the first camera).
+    #[arg(long, default_value_t = 0)]
+    camera: u32,
+    /// Camera resolution to ask for (the closest the camera offers is used), WxH.
+    #[arg(long, default_value = "1280x720", value_parser = parse_wh)]
+    resolution: (u32, u32),
+    /// Quit after this many source frames were shown (tests, benchmarks).
+    #[arg(long)]
+    frames: Option<u64>,
+    /// At the end of a --frames run: save the window's image region (frame size) as PNG.
+    #[arg(long, value_name = "FILE")]
+    screenshot: Option<PathBuf>,
+    /// At the end of a --frames run: save the whole window as PNG.
+    #[arg(long, value_name = "FILE")]
+    window_screenshot: Option<PathBuf>,
+    /// On exit: write the HUD figures (rates, per-stage latency p50/p95) as JSON.
+    #[arg(long, value_name = "FILE")]
+    stats: Option<PathBuf>,
+    /// Record the shown frames with their overlay to this MP4 from the start.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    #[command(flatten)]
+    models: ModelArgs,
+}
+
+fn parse_wh(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once('x').ok_or_else(|| format!("'{s}' is not WxH (e.g. 1280x720)"))?;
+    let parse = |v: &str| v.trim().parse::<u32>().ok().filter(|&n| n > 0 && n <= 8192);
+    match (parse(w), parse(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err(format!("'{s}' is not WxH with sides in 1..=8192")),
+    }
+}
+
+fn live_options(a: LiveArgs) -> Result<live::LiveOptions> {
+    for (name, v) in [("--person-threshold", a.models.person_threshold), ("--keypoint-threshold", a.models.keypoint_threshold), ("--mask-opacity", a.models.mask_opacity)] {
+        if !(0.0..=1.0).contains(&v) {
+            anyhow::bail!("{name} must be between 0 and 1, got {v}");
+        }
+    }
+    if a.frames == Some(0) {
+        anyhow::bail!("--frames must be at least 1");
+    }
+    if (a.screenshot.is_some() || a.window_screenshot.is_some()) && a.frames.is_none() {
+        anyhow::bail!("--screenshot and --window-screenshot are taken at the end of a --frames N run; use the window's screenshot button otherwise");
+    }
+    let choice = a.models.choice();
+    if choice.pose.is_none() && choice.pose_file.is_some() {
+        anyhow::bail!("--pose-model was given but pose is off (--pose none)");
+    }
+    if choice.seg.is_none() && choice.seg_file.is_some() {
+        anyhow::bail!("--seg-model was given but segmentation is off (--seg none)");
+    }
+    let catalog = Catalog::builtin();
+    if let Some(p) = &choice.pose {
+        catalog.get_for_task(p, Task::Pose)?;
+    }
+    if let Some(s) = &choice.seg {
+        catalog.get_for_task(s, Task::Segmentation)?;
+    }
+    let source = match a.source {
+        Some(p) => {
+            if !p.is_file() {
+                anyhow::bail!("--source {} is not a file", p.display());
+            }
+            live::capture::SourceSpec::File(p)
+        }
+        None => live::capture::SourceSpec::Camera { index: a.camera, width: a.resolution.0, height: a.resolution.1 },
+    };
+    let person_threshold = a.models.person_threshold;
+    Ok(live::LiveOptions {
+        source,
+        pose: live::worker::WorkerConfig { model: choice.pose, file: choice.pose_file, size: choice.pose_size, person_threshold },
+        seg: live::worker::WorkerConfig { model: choice.seg, file: choice.seg_file, size: None, person_threshold },
+        style: a.models.style(),
+        frames: a.frames,
+        screenshot: a.screenshot,
+        window_screenshot: a.window_screenshot,
+        stats: a.stats,
+        record: a.record,
+    })
+}
+
 #[derive(Args)]
 struct ModelArgs {
     /// Pose model from `edgesight models`, or `none`.
@@ -142,6 +233,21 @@ struct ModelArgs {
     /// Mask opacity in the overlay (0..1).
     #[arg(long, default_value_t = Style::default().mask_opacity)]
     mask_opacity: f32,
+}
+
+impl Default for ModelArgs {
+    fn default() -> Self {
+        ModelArgs {
+            pose: Catalog::default_for(Task::Pose).to_string(),
+            seg: Catalog::default_for(Task::Segmentation).to_string(),
+            pose_model: None,
+            seg_model: None,
+            pose_size: None,
+            person_threshold: PoseThresholds::default().person,
+            keypoint_threshold: Style::default().keypoint_threshold,
+            mask_opacity: Style::default().mask_opacity,
+        }
+    }
 }
 
 impl ModelArgs {
@@ -193,7 +299,20 @@ fn list_models() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    let command = match cli.command {
+        Some(c) => c,
+        None => {
+            if live::check_display().is_err() {
+                use clap::CommandFactory;
+                Cli::command().print_help()?;
+                eprintln!("\nno display: give a command (live needs a desktop session)");
+                std::process::exit(2);
+            }
+            Command::Live(LiveArgs { resolution: (1280, 720), ..LiveArgs::default() })
+        }
+    };
+    match command {
+        Command::Live(args) => live::run(live_options(args)?)?,
         Command::Models => list_models(),
         Command::Video { input, out, masks, quiet, models } => {
             let mut analyzer = models.analyzer()?;
