@@ -152,10 +152,9 @@ fn parse_wh(s: &str) -> Result<(u32, u32), String> {
 }
 
 fn live_options(a: LiveArgs) -> Result<live::LiveOptions> {
-    for (name, v) in [("--person-threshold", a.models.person_threshold), ("--keypoint-threshold", a.models.keypoint_threshold), ("--mask-opacity", a.models.mask_opacity)] {
-        if !(0.0..=1.0).contains(&v) {
-            anyhow::bail!("{name} must be between 0 and 1, got {v}");
-        }
+    a.models.check_ranges()?;
+    if a.models.flip_test {
+        anyhow::bail!("--flip-test doubles inference time and is not offered in live mode; use it with video or image");
     }
     if a.frames == Some(0) {
         anyhow::bail!("--frames must be at least 1");
@@ -190,7 +189,7 @@ fn live_options(a: LiveArgs) -> Result<live::LiveOptions> {
     Ok(live::LiveOptions {
         source,
         pose: live::worker::WorkerConfig { model: choice.pose, file: choice.pose_file, size: choice.pose_size, person_threshold },
-        seg: live::worker::WorkerConfig { model: choice.seg, file: choice.seg_file, size: None, person_threshold },
+        seg: live::worker::WorkerConfig { model: choice.seg, file: choice.seg_file, size: choice.seg_size, person_threshold },
         style: a.models.style(),
         frames: a.frames,
         screenshot: a.screenshot,
@@ -243,6 +242,8 @@ impl Default for ModelArgs {
             pose_model: None,
             seg_model: None,
             pose_size: None,
+            seg_size: None,
+            flip_test: false,
             person_threshold: PoseThresholds::default().person,
             keypoint_threshold: Style::default().keypoint_threshold,
             mask_opacity: Style::default().mask_opacity,
@@ -264,12 +265,17 @@ impl ModelArgs {
         }
     }
 
-    fn analyzer(&self) -> Result<Analyzer> {
+    fn check_ranges(&self) -> Result<()> {
         for (name, v) in [("--person-threshold", self.person_threshold), ("--keypoint-threshold", self.keypoint_threshold), ("--mask-opacity", self.mask_opacity)] {
             if !(0.0..=1.0).contains(&v) {
                 anyhow::bail!("{name} must be between 0 and 1, got {v}");
             }
         }
+        Ok(())
+    }
+
+    fn analyzer(&self) -> Result<Analyzer> {
+        self.check_ranges()?;
         Analyzer::new(&self.choice(), PoseThresholds { person: self.person_threshold })
     }
 

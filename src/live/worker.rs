@@ -72,6 +72,7 @@ fn load(kind: Kind, c: &WorkerConfig) -> anyhow::Result<Analyzer> {
         Kind::Seg => {
             choice.seg = c.model.clone();
             choice.seg_file = c.file.clone();
+            choice.seg_size = c.size;
         }
     }
     Analyzer::new(&choice, PoseThresholds { person: c.person_threshold })
