@@ -13,8 +13,8 @@ if ! command -v cargo >/dev/null 2>&1 && ! [ -x "$HOME/.cargo/bin/cargo" ]; then
   missing+=(curl ca-certificates)
 fi
 # Live demo: libclang for the camera bindings (bindgen, at build time); X11, xkbcommon and Mesa's
-# OpenGL (llvmpipe when there is no GPU) at run time; Xvfb for the window tests.
-for pkg in libclang-dev libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libgl1 libegl1 libgl1-mesa-dri xvfb xauth; do
+# Vulkan (lavapipe) and OpenGL (llvmpipe) when there is no GPU, for wgpu, at run time; Xvfb for the window tests.
+for pkg in libclang-dev libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libgl1 libegl1 libgl1-mesa-dri libvulkan1 mesa-vulkan-drivers xvfb xauth; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

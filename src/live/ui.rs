@@ -1,4 +1,4 @@
-//! The window (eframe, OpenGL renderer): the newest frame with the newest results drawn over it
+//! The window (eframe, wgpu renderer): the newest frame with the newest results drawn over it
 //! by the shared renderer (`render::draw`, the same as headless output), a HUD, and controls.
 //!
 //! The frame is shown at one screen pixel per frame pixel when it fits, so a screenshot of the
