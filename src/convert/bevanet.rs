@@ -339,18 +339,7 @@ impl Builder<'_> {
         let out = self.conv(x, ConvSpec::new(&c1, [planes, inp, 3, 3]).stride(stride), Some(&format!("{p}.bn1")), true);
         let c2 = format!("{p}.conv2");
         let out = self.conv(&out, ConvSpec::new(&c2, [planes, planes, 3, 3]), Some(&format!("{p}.bn2")), false);
-        let residual = if downsample {
-            let d = format!("{p}.downsample.0");
-            self.conv(x, ConvSpec::new(&d, [planes, inp, 1, 1]).stride(stride), Some(&format!("{p}.downsample.1")), false)
-        } else {
-            x.clone()
-        };
-        let out = self.add(&out, &residual);
-        if no_relu {
-            out
-        } else {
-            self.relu(&out)
-        }
+        self.residual_tail(x, &out, p, planes, stride, downsample, no_relu)
     }
 
     /// model_utils.py Bottleneck (expansion 2): 1x1 -> 3x3 (stride) -> 1x1 to 2*planes, + residual.
@@ -362,13 +351,20 @@ impl Builder<'_> {
         let out = self.conv(&out, ConvSpec::new(&c2, [planes, planes, 3, 3]).stride(stride), Some(&format!("{p}.bn2")), true);
         let c3 = format!("{p}.conv3");
         let out = self.conv(&out, ConvSpec::new(&c3, [planes * 2, planes, 1, 1]), Some(&format!("{p}.bn3")), false);
+        self.residual_tail(x, &out, p, planes * 2, stride, downsample, no_relu)
+    }
+
+    /// The end of BasicBlock and Bottleneck: + shortcut (1x1 conv + BN when `downsample`), then
+    /// ReLU unless `no_relu`.
+    #[allow(clippy::too_many_arguments)]
+    fn residual_tail(&mut self, x: &Feat, out: &Feat, p: &str, out_c: usize, stride: usize, downsample: bool, no_relu: bool) -> Feat {
         let residual = if downsample {
             let d = format!("{p}.downsample.0");
-            self.conv(x, ConvSpec::new(&d, [planes * 2, inp, 1, 1]).stride(stride), Some(&format!("{p}.downsample.1")), false)
+            self.conv(x, ConvSpec::new(&d, [out_c, x.c, 1, 1]).stride(stride), Some(&format!("{p}.downsample.1")), false)
         } else {
             x.clone()
         };
-        let out = self.add(&out, &residual);
+        let out = self.add(out, &residual);
         if no_relu {
             out
         } else {
