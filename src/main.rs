@@ -16,6 +16,10 @@ struct Cli {
     /// Without a command: `live` when a display is present.
     #[command(subcommand)]
     command: Option<Command>,
+    /// CPU threads for inference (tract's multithreaded matrix products); 1 leaves the other
+    /// cores to video decoding and encoding.
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(Subcommand)]
@@ -305,6 +309,7 @@ fn list_models() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    edgesight::engine::tract_cpu::set_threads(cli.threads)?;
     let command = match cli.command {
         Some(c) => c,
         None => {

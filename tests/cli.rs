@@ -336,3 +336,13 @@ fn bevanet_checkpoint_segments_with_class_fractions() {
     assert!((total - 1.0).abs() < 1e-3, "class fractions sum to {total}");
     assert!(classes.contains_key("road") && classes.contains_key("person"));
 }
+
+#[test]
+fn threads_flag_runs_multithreaded_and_rejects_zero() {
+    let out = scratch("threads");
+    let img = repo("tests/data/coco/000000000785.jpg");
+    let r = edgesight(&["--threads", "2", "image", s(&img), "--out", s(&out), "--seg", "none"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let r = edgesight(&["video", s(&clip()), "--out", s(&out.join("v")), "--threads", "0"]);
+    assert_clean_failure(&r, &["--threads must be between 1 and 256"]);
+}

@@ -18,6 +18,20 @@ pub struct TractEngine {
     input_dtype: DType,
 }
 
+/// Threads for every tract plan in this process (matrix products run on a rayon pool).
+pub fn set_threads(n: usize) -> Result<()> {
+    if n == 0 || n > 256 {
+        bail!("--threads must be between 1 and 256, got {n}");
+    }
+    use tract_linalg::multithread::{set_default_executor, Executor};
+    set_default_executor(if n == 1 { Executor::SingleThread } else { Executor::multithread(n) });
+    THREADS.store(n, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// The thread count last set, for reports.
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
 /// Largest model file read (an edge model is a few MB; this guards against reading a disk image).
 const MAX_MODEL_BYTES: u64 = 1 << 30;
 
@@ -149,6 +163,9 @@ impl Engine for TractEngine {
     }
 
     fn backend_name(&self) -> String {
-        "cpu (tract 0.23.9)".to_string()
+        match THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => "cpu (tract 0.23.9, 1 thread)".to_string(),
+            n => format!("cpu (tract 0.23.9, {n} threads)"),
+        }
     }
 }
