@@ -109,3 +109,30 @@ pub fn decode_segmentation(spec: &ModelSpec, outputs: &[Tensor], t: &Transform) 
         d => bail!("decoder {d:?} does not produce a segmentation"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    /// A user's model may output NaN (e.g. a broken checkpoint): decoding must not panic.
+    #[test]
+    fn nan_outputs_decode_without_panicking() {
+        let catalog = Catalog::builtin();
+        let t = Transform { input_w: 64, input_h: 64, frame_w: 64, frame_h: 64, scale_x: 1.0, scale_y: 1.0, offset_x: 0.0, offset_y: 0.0 };
+        let nan = |shape: Vec<usize>| Tensor::f32(shape.clone(), vec![f32::NAN; shape.iter().product()]);
+        let lite = catalog.get("litepose-xs").unwrap();
+        let outs = [nan(vec![1, 34, 16, 16]), nan(vec![1, 17, 32, 32])];
+        let people = PoseDecoder::default().decode(lite, &outs, Some(&outs), &t, PoseThresholds::default()).unwrap();
+        assert!(people.is_empty());
+        let movenet = catalog.get("movenet-multipose").unwrap();
+        assert!(PoseDecoder::default().decode(movenet, &[nan(vec![1, 6, 56])], None, &t, PoseThresholds::default()).unwrap().is_empty());
+        for (name, shape) in [("selfie", vec![1, 8, 8, 1]), ("meet", vec![1, 8, 8, 2]), ("bevanet-s", vec![1, 19, 8, 8])] {
+            let spec = catalog.get(name).unwrap();
+            match decode_segmentation(spec, &[nan(shape)], &t).unwrap() {
+                Segmentation::Person(m) => assert_eq!(m.coverage(), 0.0),
+                Segmentation::Classes(c) => assert_eq!(c.fractions().iter().sum::<f32>(), 1.0),
+            }
+        }
+    }
+}
