@@ -106,24 +106,21 @@ impl OnnxGraph {
     /// A float32 initializer.
     pub fn constant(&mut self, hint: &str, dims: &[usize], data: &[f32]) -> String {
         debug_assert_eq!(dims.iter().product::<usize>(), data.len());
-        let name = self.fresh(hint);
-        self.initializers.push(pb::TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: DataType::Float as i32,
-            raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            name: name.clone(),
-            ..Default::default()
-        });
-        name
+        self.initializer(hint, dims, DataType::Float, data.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 
     /// An int64 initializer (shapes, axes).
     pub fn constant_i64(&mut self, hint: &str, dims: &[usize], data: &[i64]) -> String {
+        self.initializer(hint, dims, DataType::Int64, data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    /// An initializer from little-endian bytes.
+    fn initializer(&mut self, hint: &str, dims: &[usize], data_type: DataType, raw_data: Vec<u8>) -> String {
         let name = self.fresh(hint);
         self.initializers.push(pb::TensorProto {
             dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: DataType::Int64 as i32,
-            raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            data_type: data_type as i32,
+            raw_data,
             name: name.clone(),
             ..Default::default()
         });
