@@ -28,3 +28,4 @@ pub mod skeleton;
 pub mod stats;
 pub mod video_source;
 pub mod video_writer;
+pub mod yuv;
