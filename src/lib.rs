@@ -4,6 +4,10 @@
 //! `engine` -> `decode` -> `render` -> sinks (`video_writer`, `records`), driven per frame by
 //! `analyzer` and, for whole videos, by `pipeline`; `live` is the desktop demo (camera, window,
 //! HUD) on the same analyzer and renderer.
+//!
+//! The default feature `desktop` adds the desktop camera backend (nokhwa) and window (eframe on
+//! X11). Without it the library builds for Android and aarch64 musl: the Android app (`android/`)
+//! uses `live`'s pipeline with its own Camera2 capture (`yuv` turns its frames into RGB).
 
 pub mod analyzer;
 pub mod assignment;

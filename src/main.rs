@@ -323,7 +323,13 @@ fn run(cli: Cli) -> Result<()> {
         }
     };
     match command {
+        #[cfg(feature = "desktop")]
         Command::Live(args) => live::run(live_options(args)?)?,
+        #[cfg(not(feature = "desktop"))]
+        Command::Live(args) => {
+            live_options(args)?;
+            anyhow::bail!("this edgesight was built without the `desktop` feature: live mode (camera, window) is not available");
+        }
         Command::Models => list_models(),
         Command::Video { input, out, masks, quiet, models } => {
             let mut analyzer = models.analyzer()?;

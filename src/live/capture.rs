@@ -1,7 +1,8 @@
-//! The capture thread: frames from a camera (nokhwa, the platform's native backend) or from a
-//! video file played as a camera (at the file's own frame rate, looping). It never waits for
-//! anyone: each frame is published to the display watch and to the inference slots, where it
-//! replaces a frame nobody took yet.
+//! The capture thread: frames from a camera (desktop: nokhwa, the platform's native backend;
+//! Android: the app's Camera2 backend through [`run_with`]) or from a video file played as a
+//! camera (at the file's own frame rate, looping). It never waits for anyone: each frame is
+//! published to the display watch and to the inference slots, where it replaces a frame nobody
+//! took yet.
 //!
 //! Failures (no camera, camera busy, camera unplugged, unreadable file) become a status message
 //! the window shows; the thread then retries every second, so replugging a camera recovers
@@ -10,7 +11,9 @@
 use super::{Captured, Shared, SourceInfo};
 use crate::frame::Frame;
 use crate::video_source::{self, VideoReader};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
+#[cfg(feature = "desktop")]
+use anyhow::{anyhow, Context};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,6 +45,7 @@ pub struct CameraEntry {
 }
 
 /// Cameras the native backend lists (empty when there are none or listing fails).
+#[cfg(feature = "desktop")]
 pub fn list_cameras() -> Result<Vec<CameraEntry>> {
     let cams = nokhwa::query(nokhwa::utils::ApiBackend::Auto).map_err(|e| anyhow!("cannot list cameras: {e}"))?;
     Ok(cams
@@ -57,14 +61,21 @@ pub fn list_cameras() -> Result<Vec<CameraEntry>> {
         .collect())
 }
 
-/// Runs until `shared.stop`: (re)opens the current source, publishes its frames, and turns every
-/// failure into a status message followed by a retry.
+/// Runs until `shared.stop` with this build's camera backend (see [`run_with`]).
 pub fn run(shared: Arc<Shared>) {
+    run_with(shared, run_camera)
+}
+
+/// Runs until `shared.stop`: (re)opens the current source, publishes its frames, and turns every
+/// failure into a status message followed by a retry. `camera(shared, generation, index, width,
+/// height)` opens a camera and publishes its frames until [`leave`] says so; it returns an error
+/// (shown to the user, then retried) when the camera cannot be opened or stops.
+pub fn run_with(shared: Arc<Shared>, camera: impl Fn(&Shared, u64, u32, u32, u32) -> Result<()>) {
     while !shared.stopping() {
         let (generation, spec) = shared.source();
         let outcome = match &spec {
             SourceSpec::File(path) => play_file(&shared, generation, path),
-            SourceSpec::Camera { index, width, height } => run_camera(&shared, generation, *index, *width, *height),
+            SourceSpec::Camera { index, width, height } => camera(&shared, generation, *index, *width, *height),
         };
         if let Err(e) = outcome {
             shared.set_source_error(Some(format!("{}: {e:#}", spec.describe())));
@@ -78,7 +89,7 @@ pub fn run(shared: Arc<Shared>) {
 }
 
 /// True when the thread should drop the current source (stop, or another source was picked).
-fn leave(shared: &Shared, generation: u64) -> bool {
+pub fn leave(shared: &Shared, generation: u64) -> bool {
     shared.stopping() || shared.source_generation.load(Ordering::SeqCst) != generation
 }
 
@@ -126,6 +137,12 @@ fn play_file(shared: &Shared, generation: u64, path: &Path) -> Result<()> {
     }
 }
 
+#[cfg(not(feature = "desktop"))]
+fn run_camera(_: &Shared, _: u64, index: u32, _: u32, _: u32) -> Result<()> {
+    bail!("camera {index}: this build has no camera backend (the `desktop` feature adds it; the Android app brings its own)")
+}
+
+#[cfg(feature = "desktop")]
 fn run_camera(shared: &Shared, generation: u64, index: u32, width: u32, height: u32) -> Result<()> {
     use nokhwa::pixel_format::RgbFormat;
     use nokhwa::utils::{CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType, Resolution};
@@ -159,6 +176,7 @@ fn run_camera(shared: &Shared, generation: u64, index: u32, width: u32, height: 
 }
 
 /// Camera buffer (MJPEG, YUYV, NV12, grey, RGB, BGR) -> RGB frame.
+#[cfg(feature = "desktop")]
 fn to_frame(buffer: &nokhwa::Buffer) -> Result<Frame> {
     use nokhwa::utils::FrameFormat;
     let res = buffer.resolution();
@@ -192,7 +210,7 @@ pub fn stamp(frame: Frame, seq: u64) -> Captured {
     Captured { frame, seq, at: Instant::now() }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "desktop"))]
 mod tests {
     use super::*;
     use nokhwa::utils::{FrameFormat, Resolution};

@@ -194,6 +194,24 @@ pub struct HudFigures {
 }
 
 impl Hud {
+    /// Folds a timing event from the capture thread or a worker into the figures.
+    pub fn absorb(&mut self, event: super::Event) {
+        match event {
+            super::Event::Captured(t) => self.camera.tick(t),
+            super::Event::Result { kind, wait, times, finished } => {
+                let m = match kind {
+                    super::worker::Kind::Pose => &mut self.pose,
+                    super::worker::Kind::Seg => &mut self.seg,
+                };
+                m.results.tick(finished);
+                m.wait.add(finished, wait);
+                m.preprocess.add(finished, times.preprocess);
+                m.inference.add(finished, times.inference);
+                m.decode.add(finished, times.decode);
+            }
+        }
+    }
+
     pub fn window(&mut self, now: Instant) -> HudFigures {
         let pose = (self.pose.results.total() > 0).then(|| self.pose.window(now));
         let seg = (self.seg.results.total() > 0).then(|| self.seg.window(now));
@@ -272,5 +290,22 @@ mod tests {
         s.add_ms(later, 7.0);
         assert_eq!(s.window(later).count, 1);
         assert_eq!(s.run().count, 101);
+    }
+
+    #[test]
+    fn events_land_in_their_model_and_stage() {
+        use crate::live::worker::Kind;
+        use crate::live::Event;
+        use crate::session::StageTimes;
+        let mut h = Hud::default();
+        let t0 = Instant::now();
+        h.absorb(Event::Captured(t0));
+        let ms = Duration::from_millis;
+        let times = StageTimes { preprocess: ms(2), inference: ms(30), decode: ms(1) };
+        h.absorb(Event::Result { kind: Kind::Seg, wait: ms(5), times, finished: t0 + ms(40) });
+        assert_eq!(h.camera.total(), 1);
+        assert_eq!((h.seg.results.total(), h.pose.results.total()), (1, 0));
+        let f = h.seg.run();
+        assert_eq!((f.wait.p50_ms, f.preprocess.p50_ms, f.inference.p50_ms, f.decode.p50_ms), (5.0, 2.0, 30.0, 1.0));
     }
 }

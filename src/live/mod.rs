@@ -2,6 +2,10 @@
 //! shown in a window with the newest pose and segmentation results drawn over them, a HUD of
 //! rates and latencies, and controls.
 //!
+//! The window (`ui`), desktop cameras and `run` need the `desktop` feature; the rest (shared
+//! state, slots, workers, HUD figures, the capture loop) is platform-neutral and is what the
+//! Android app (`android/`) drives with its own camera and window.
+//!
 //! Threads (see ARCHITECTURE.md):
 //!
 //! ```text
@@ -17,12 +21,13 @@
 pub mod capture;
 pub mod hud;
 pub mod slot;
+#[cfg(feature = "desktop")]
 pub mod ui;
 pub mod worker;
 
 use crate::frame::Frame;
 use crate::render::Style;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use capture::SourceSpec;
 use slot::{Slot, Watch};
 use std::path::PathBuf;
@@ -75,7 +80,8 @@ pub struct Shared {
     /// Per worker: a message for the window, and whether it is a failure (not just loading).
     worker_status: Mutex<[(Option<String>, bool); 2]>,
     events: Mutex<Vec<Event>>,
-    repaint: Mutex<Option<eframe::egui::Context>>,
+    /// Asks the window to redraw (a closure, so the pipeline does not depend on a UI toolkit).
+    repaint: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -211,13 +217,14 @@ impl Shared {
         std::mem::take(&mut *lock(&self.events))
     }
 
-    pub fn set_repaint(&self, ctx: eframe::egui::Context) {
-        *lock(&self.repaint) = Some(ctx);
+    /// Installs what wakes the UI when a frame, result or message arrives.
+    pub fn set_repaint(&self, request_repaint: impl Fn() + Send + Sync + 'static) {
+        *lock(&self.repaint) = Some(Box::new(request_repaint));
     }
 
     pub fn repaint(&self) {
-        if let Some(ctx) = lock(&self.repaint).as_ref() {
-            ctx.request_repaint();
+        if let Some(request_repaint) = lock(&self.repaint).as_ref() {
+            request_repaint();
         }
     }
 }
@@ -254,7 +261,9 @@ pub fn check_display() -> Result<()> {
 }
 
 /// Runs the live demo until the window closes (or `--frames` are shown).
+#[cfg(feature = "desktop")]
 pub fn run(opts: LiveOptions) -> Result<()> {
+    use anyhow::anyhow;
     check_display()?;
     if let SourceSpec::File(p) = &opts.source {
         // Fail before opening a window when the file cannot be played at all.
@@ -266,24 +275,36 @@ pub fn run(opts: LiveOptions) -> Result<()> {
         let s = shared.clone();
         threads.push(std::thread::Builder::new().name("capture".into()).spawn(move || capture::run(s))?);
     }
-    for kind in [Kind::Pose, Kind::Seg] {
-        let s = shared.clone();
-        threads.push(std::thread::Builder::new().name(format!("{kind:?} worker")).spawn(move || worker::run(s, kind))?);
-    }
+    threads.extend(spawn_workers(&shared)?);
     let outcome = ui::run_window(shared.clone(), &opts);
     shared.request_stop();
-    // Threads notice the stop within a frame or an inference; a camera driver stuck in a read
-    // must not keep the program alive, so wait a bounded time.
-    let t = Instant::now();
-    while !threads.iter().all(|t| t.is_finished()) && t.elapsed() < Duration::from_secs(3) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    for t in threads.into_iter().filter(|t| t.is_finished()) {
-        let _ = t.join();
-    }
+    join_within(threads, Duration::from_secs(3));
     match outcome {
         Ok(None) => Ok(()),
         Ok(Some(problem)) => Err(anyhow!(problem)),
         Err(e) => Err(e),
+    }
+}
+
+/// Starts the pose and segmentation workers (they run until `Shared::request_stop`).
+pub fn spawn_workers(shared: &Arc<Shared>) -> Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for kind in [Kind::Pose, Kind::Seg] {
+        let s = shared.clone();
+        threads.push(std::thread::Builder::new().name(format!("{kind:?} worker")).spawn(move || worker::run(s, kind))?);
+    }
+    Ok(threads)
+}
+
+/// Joins threads told to stop (`Shared::request_stop`), waiting at most `limit`: they notice the
+/// stop within a frame or an inference, but a camera driver stuck in a read must not keep the
+/// program alive, so a thread still running then is left behind.
+pub fn join_within(threads: Vec<std::thread::JoinHandle<()>>, limit: Duration) {
+    let t = Instant::now();
+    while !threads.iter().all(|t| t.is_finished()) && t.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for t in threads.into_iter().filter(|t| t.is_finished()) {
+        let _ = t.join();
     }
 }

@@ -8,7 +8,7 @@
 use super::capture::{self, CameraEntry, SourceSpec};
 use super::hud::{Hud, HudFigures, P50P95};
 use super::worker::{Kind, ModelResult};
-use super::{Event, LiveOptions, Shared};
+use super::{LiveOptions, Shared};
 use crate::catalog::{models_dir, Catalog, Task};
 use crate::frame::Frame;
 use crate::render::{self, Overlay, Style};
@@ -51,7 +51,8 @@ pub fn run_window(shared: Arc<Shared>, opts: &LiveOptions) -> Result<Option<Stri
         "edgesight live",
         options,
         Box::new(move |cc| {
-            shared.set_repaint(cc.egui_ctx.clone());
+            let ctx = cc.egui_ctx.clone();
+            shared.set_repaint(move || ctx.request_repaint());
             Ok(Box::new(LiveApp::new(shared, opts, app_problem)))
         }),
     );
@@ -247,20 +248,7 @@ impl LiveApp {
     /// Folds the other threads' timing events into the HUD.
     fn drain_events(&mut self) {
         for e in self.shared.take_events() {
-            match e {
-                Event::Captured(t) => self.hud.camera.tick(t),
-                Event::Result { kind, wait, times, finished } => {
-                    let m = match kind {
-                        Kind::Pose => &mut self.hud.pose,
-                        Kind::Seg => &mut self.hud.seg,
-                    };
-                    m.results.tick(finished);
-                    m.wait.add(finished, wait);
-                    m.preprocess.add(finished, times.preprocess);
-                    m.inference.add(finished, times.inference);
-                    m.decode.add(finished, times.decode);
-                }
-            }
+            self.hud.absorb(e);
         }
     }
 
