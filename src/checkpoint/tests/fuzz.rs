@@ -13,6 +13,20 @@ use super::largest_allocation;
 use super::npy_cases::NPZ_DEFLATED;
 use super::writer::{entry, f32_bytes, i64_bytes, npy, write_zip, PickleWriter, Rng, TorchFile};
 
+/// Iterations of a fuzz loop: `n`, or `n / EDGESIGHT_FUZZ_DIVISOR` when that is set. CI sets it
+/// for the aarch64 run under qemu, where emulation makes the full counts take over half an hour;
+/// the native run always does the full counts.
+fn iterations(n: u64) -> u64 {
+    match std::env::var("EDGESIGHT_FUZZ_DIVISOR").ok().and_then(|v| v.parse::<u64>().ok()).filter(|&d| d > 1) {
+        Some(d) => {
+            let k = (n / d).max(1);
+            eprintln!("fuzz: {k} of {n} iterations (EDGESIGHT_FUZZ_DIVISOR={d})");
+            k
+        }
+        None => n,
+    }
+}
+
 /// Runs one load on `input`; reports the seed and input if it panics or over-allocates.
 fn check<T>(what: &str, seed: u64, input: &[u8], load: impl FnOnce(&[u8]) -> T) {
     let (result, largest) = largest_allocation(|| catch_unwind(AssertUnwindSafe(|| load(input))));
@@ -72,7 +86,7 @@ fn fuzz_checkpoint_zip_bytes() {
     tf.zip64 = true;
     let zip64 = tf.to_bytes();
     let mut rng = Rng(1);
-    for i in 0..20_000u64 {
+    for i in 0..iterations(20_000) {
         let base = if i % 2 == 0 { &plain } else { &zip64 };
         let input = rng.mutate(base);
         check("checkpoint zip", i, &input, load_torch_bytes);
@@ -86,7 +100,7 @@ fn fuzz_checkpoint_pickle() {
     let tf = sample_checkpoint();
     let mut rng = Rng(2);
     let mut loaded = 0;
-    for i in 0..25_000u64 {
+    for i in 0..iterations(25_000) {
         let pickle = rng.mutate(&tf.pickle);
         let bytes =
             TorchFile::new(pickle, tf.storages.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()).to_bytes();
@@ -110,7 +124,7 @@ fn fuzz_real_pickle() {
     let pickle = zip.read("litepose-XS/data.pkl", 1 << 20).unwrap();
     assert!(unpickle(&pickle).is_ok());
     let mut rng = Rng(3);
-    for i in 0..1500u64 {
+    for i in 0..iterations(1500) {
         let mutated = rng.mutate(&pickle);
         let bytes = TorchFile::new(mutated, vec![]).to_bytes();
         check("real pickle", i, &bytes, load_torch_bytes);
@@ -120,7 +134,7 @@ fn fuzz_real_pickle() {
 #[test]
 fn fuzz_random_bytes() {
     let mut rng = Rng(4);
-    for i in 0..12_000u64 {
+    for i in 0..iterations(12_000) {
         let len = rng.below(2048);
         let mut input: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         match i % 4 {
@@ -165,7 +179,7 @@ fn fuzz_npy() {
         npy("<f2", false, "()", &data[..2]),
     ];
     let mut rng = Rng(5);
-    for i in 0..30_000u64 {
+    for i in 0..iterations(30_000) {
         let input = rng.mutate(&bases[i as usize % bases.len()]);
         check("npy", i, &input, |b| {
             let _ = parse_npy(b);
@@ -180,7 +194,7 @@ fn fuzz_npz() {
         true,
     );
     let mut rng = Rng(6);
-    for i in 0..20_000u64 {
+    for i in 0..iterations(20_000) {
         let base: &[u8] = if i % 2 == 0 { &stored } else { NPZ_DEFLATED };
         let input = rng.mutate(base);
         check("npz", i, &input, |b| {
@@ -233,7 +247,7 @@ fn property_random_tensor_views() {
         [("FloatStorage", 4usize), ("LongStorage", 8), ("ByteStorage", 1), ("HalfStorage", 2), ("IntStorage", 4)];
     let mut rng = Rng(7);
     let mut accepted = 0;
-    for i in 0..20_000u64 {
+    for i in 0..iterations(20_000) {
         let (ty, size) = types[rng.below(types.len())];
         let storage_numel = rng.below(24) as u64;
         let mut entry_len = storage_numel as usize * size;
@@ -282,7 +296,7 @@ fn property_random_tensor_views() {
 fn property_random_npy() {
     let types = [("<f4", 4usize), (">f4", 4), ("<i8", 8), (">i8", 8), ("|u1", 1), ("<f2", 2), (">i2", 2), ("<f8", 8)];
     let mut rng = Rng(8);
-    for i in 0..10_000u64 {
+    for i in 0..iterations(10_000) {
         let (descr, size) = types[rng.below(types.len())];
         let shape: Vec<u64> = (0..rng.below(4)).map(|_| rng.below(5) as u64).collect();
         let numel: u64 = shape.iter().product();
