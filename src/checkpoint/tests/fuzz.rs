@@ -247,7 +247,8 @@ fn property_random_tensor_views() {
         [("FloatStorage", 4usize), ("LongStorage", 8), ("ByteStorage", 1), ("HalfStorage", 2), ("IntStorage", 4)];
     let mut rng = Rng(7);
     let mut accepted = 0;
-    for i in 0..iterations(20_000) {
+    let cases = iterations(20_000);
+    for i in 0..cases {
         let (ty, size) = types[rng.below(types.len())];
         let storage_numel = rng.below(24) as u64;
         let mut entry_len = storage_numel as usize * size;
@@ -289,7 +290,8 @@ fn property_random_tensor_views() {
             Err(e) => panic!("case {i}: refused a valid view {shape:?} {strides:?} +{offset} of {storage_numel}: {e:#}"),
         }
     }
-    assert!(accepted > 5000, "only {accepted} valid cases");
+    // At least a quarter of the random views are valid (5000 of the full 20 000).
+    assert!(accepted > cases / 4, "only {accepted} valid cases of {cases}");
 }
 
 #[test]
