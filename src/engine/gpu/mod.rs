@@ -34,15 +34,31 @@ pub fn context() -> Result<Arc<GpuContext>> {
 }
 
 fn open_context() -> Result<GpuContext> {
-    let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor::from_env_or_default());
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference: wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance),
-        force_fallback_adapter: false,
-        compatible_surface: None,
-    }))
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "no GPU adapter found ({e}); install a Vulkan driver (e.g. Debian's mesa-vulkan-drivers) or use --backend cpu"
+    // Native APIs first (Vulkan, Metal, DX12), then GL/GLES (older phones); WGPU_BACKEND overrides.
+    let tries = match wgpu::Backends::from_env() {
+        Some(b) => vec![b],
+        None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::GL],
+    };
+    let mut errors = vec![];
+    let mut found = None;
+    for backends in tries {
+        let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::from_env_or_default() });
+        match pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance),
+            force_fallback_adapter: false,
+            compatible_surface: None,
+        })) {
+            Ok(a) => {
+                found = Some(a);
+                break;
+            }
+            Err(e) => errors.push(format!("{backends:?}: {e}")),
+        }
+    }
+    let adapter = found.with_context(|| {
+        format!(
+            "no GPU adapter found ({}); install a Vulkan driver (e.g. Debian's mesa-vulkan-drivers) or use --backend cpu",
+            errors.join("; ")
         )
     })?;
     let info = adapter.get_info();
@@ -380,7 +396,8 @@ impl GpuEngine {
 
     /// Per-kernel timings: each kernel submitted and waited for alone.
     pub fn profile(&mut self, input: &Tensor) -> Result<Vec<KernelTime>> {
-        self.upload(input)?;
+        // A full run first: drivers may compile pipelines lazily on their first dispatch.
+        self.run(input)?;
         let mut times = vec![];
         for i in 0..self.plan.kernels.len() {
             let mut enc = self.ctx.device.create_command_encoder(&Default::default());
@@ -479,6 +496,10 @@ impl Engine for GpuEngine {
 
     fn output_shapes(&self) -> &[Vec<usize>] {
         &self.output_shapes
+    }
+
+    fn as_gpu(&mut self) -> Option<&mut GpuEngine> {
+        Some(self)
     }
 
     fn backend_name(&self) -> String {
