@@ -1,7 +1,7 @@
-// Dense (or grouped) convolution, NCHW: each invocation computes OCB output channels of
-// PXB horizontally adjacent pixels, so every input value loaded feeds OCB * PXB products
-// (register blocking); weights are read once per OCB block. Channels and widths need not be
-// multiples of the blocks (edges are masked).
+// Dense (or grouped) convolution, NCHW: each invocation computes 4 output channels of 4
+// horizontally adjacent pixels, so every input value loaded feeds 4 products and every weight
+// 4 (register blocking, in vec4 registers: no dynamically indexed arrays, which some compilers
+// spill to memory). Channels and widths need not be multiples of 4 (edges are masked).
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
@@ -24,35 +24,49 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = i / (OWB * OH * OCBLK * G);
     let ox0 = oxb * PXB;
     let oc0 = g * OCG + ocb * OCB;
-    var acc: array<array<f32, PXB>, OCB>;
-    for (var o = 0u; o < OCB; o++) {
-        let b = bias[min(oc0 + o, OC - 1u)];
-        for (var p = 0u; p < PXB; p++) { acc[o][p] = b; }
-    }
-    let ocn = min(OCB, OCG - ocb * OCB);
+    // Output channels past the group's end reuse the last valid one (results discarded).
+    let last = g * OCG + OCG - 1u;
+    let c0 = min(oc0, last);
+    let c1 = min(oc0 + 1u, last);
+    let c2 = min(oc0 + 2u, last);
+    let c3 = min(oc0 + 3u, last);
+    var a0 = vec4<f32>(bias[c0]);
+    var a1 = vec4<f32>(bias[c1]);
+    var a2 = vec4<f32>(bias[c2]);
+    var a3 = vec4<f32>(bias[c3]);
+    let ix0 = i32(ox0 * SW) - i32(PL);
     for (var ic = 0u; ic < ICG; ic++) {
         let xbase = (n * IC + g * ICG + ic) * IH * IW;
+        let wk = ic * KH * KW;
         for (var ky = 0u; ky < KH; ky++) {
             let iy = i32(oy * SH + ky * DH) - i32(PT);
             if (iy < 0 || iy >= i32(IH)) { continue; }
             let xrow = xbase + u32(iy) * IW;
             for (var kx = 0u; kx < KW; kx++) {
-                var xv: array<f32, PXB>;
-                for (var p = 0u; p < PXB; p++) {
-                    let ix = i32((ox0 + p) * SW + kx * DW) - i32(PL);
-                    xv[p] = select(0.0, x[xrow + u32(clamp(ix, 0, i32(IW) - 1))], ix >= 0 && ix < i32(IW));
-                }
-                for (var o = 0u; o < OCB; o++) {
-                    let wv = w[((min(oc0 + o, OC - 1u)) * ICG + ic) * KH * KW + ky * KW + kx];
-                    for (var p = 0u; p < PXB; p++) { acc[o][p] += xv[p] * wv; }
-                }
+                let ix = ix0 + i32(kx * DW);
+                let p = vec4<i32>(ix, ix + i32(SW), ix + 2 * i32(SW), ix + 3 * i32(SW));
+                let inside = p >= vec4<i32>(0) & p < vec4<i32>(i32(IW));
+                let q = vec4<u32>(clamp(p, vec4<i32>(0), vec4<i32>(i32(IW) - 1)));
+                let xv = select(vec4<f32>(0.0), vec4<f32>(x[xrow + q.x], x[xrow + q.y], x[xrow + q.z], x[xrow + q.w]), inside);
+                let wo = wk + ky * KW + kx;
+                a0 += xv * w[c0 * ICG * KH * KW + wo];
+                a1 += xv * w[c1 * ICG * KH * KW + wo];
+                a2 += xv * w[c2 * ICG * KH * KW + wo];
+                a3 += xv * w[c3 * ICG * KH * KW + wo];
             }
         }
     }
+    let ocn = min(OCB, OCG - ocb * OCB);
+    let pxn = min(PXB, OW - ox0);
     for (var o = 0u; o < ocn; o++) {
-        let ybase = ((n * OC + oc0 + o) * OH + oy) * OW;
-        for (var p = 0u; p < PXB; p++) {
-            if (ox0 + p < OW) { y[ybase + ox0 + p] = activate(acc[o][p]); }
-        }
+        var acc = a0;
+        if (o == 1u) { acc = a1; }
+        if (o == 2u) { acc = a2; }
+        if (o == 3u) { acc = a3; }
+        let ybase = ((n * OC + oc0 + o) * OH + oy) * OW + ox0;
+        y[ybase] = activate(acc.x);
+        if (pxn > 1u) { y[ybase + 1u] = activate(acc.y); }
+        if (pxn > 2u) { y[ybase + 2u] = activate(acc.z); }
+        if (pxn > 3u) { y[ybase + 3u] = activate(acc.w); }
     }
 }

@@ -117,8 +117,9 @@ fn movenet_matches_tract() {
         return;
     }
     let mut r = SplitMix64(3);
-    let shape = vec![1, 256, 256, 3];
-    let x = Tensor { shape: shape.clone(), data: TensorData::I32((0..256 * 256 * 3).map(|_| (r.unit_f32() * 255.0) as i32).collect()) };
+    // Not square, as frames are (the planner must not mix up height and width).
+    let shape = vec![1, 256, 384, 3];
+    let x = Tensor { shape: shape.clone(), data: TensorData::I32((0..256 * 384 * 3).map(|_| (r.unit_f32() * 255.0) as i32).collect()) };
     let e = compare("movenet", &model_file("movenet-multipose.onnx"), &x, &PlanOptions::default(), 1e-3);
     // The decoder (TopK, GatherND...) stays on the CPU; the backbone must not.
     let tail = e.tail_ops();
@@ -149,4 +150,63 @@ fn bevanet_s_matches_tract() {
     let x = random_f32(&[1, 3, 256, 512], 5, -2.0, 2.0);
     let e = compare("bevanet-s", &built("bevanet-s", 256, 512), &x, &PlanOptions::default(), 1e-3);
     assert!(e.tail_ops().is_empty());
+}
+
+/// Raw outputs on real photographs, then the decoded people and masks, GPU against CPU.
+#[test]
+fn decoded_people_and_masks_agree_on_photos() {
+    use edgesight::catalog::Catalog;
+    use edgesight::decode::{PoseThresholds, Segmentation};
+    use edgesight::engine::Backend;
+    use edgesight::frame::Frame;
+    use edgesight::session::{ModelSession, StageTimes};
+    if !gpu_available() {
+        return;
+    }
+    let catalog = Catalog::builtin();
+    let open = |name: &str, backend: Backend| {
+        let spec = catalog.get(name).unwrap().clone();
+        let path = edgesight::catalog::models_dir().join(&spec.file);
+        let mut s = ModelSession::open(spec, &path).unwrap();
+        s.set_backend(backend);
+        s
+    };
+    let th = PoseThresholds::default();
+    let mut times = StageTimes::default();
+    for file in ["000000000785.jpg", "000000196141.jpg"] {
+        let frame = Frame::load_image(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/coco").join(file)).unwrap();
+        // Raw MoveNet outputs within 1e-3 of their range.
+        let mut cpu = open("movenet-multipose", Backend::Cpu);
+        let mut gpu = open("movenet-multipose", Backend::Gpu);
+        let (input, _) = edgesight::preprocess::prepare(&cpu.spec, &frame);
+        let want = cpu.prepare_for(frame.width, frame.height).unwrap().run(&input).unwrap();
+        let got = gpu.prepare_for(frame.width, frame.height).unwrap().run(&input).unwrap();
+        let (w, g) = (want[0].as_f32().unwrap(), got[0].as_f32().unwrap());
+        let (lo, hi) = w.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let worst = w.iter().zip(g).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        eprintln!("{file}: movenet raw max |diff| {worst:.3e} over range {:.3e}", hi - lo);
+        assert!(worst <= 1e-3 * (hi - lo), "{file}: movenet raw outputs differ by {worst}");
+        // The same people, joints within a pixel.
+        let a = cpu.pose(&frame, th, &mut times).unwrap();
+        let b = gpu.pose(&frame, th, &mut times).unwrap();
+        assert_eq!(a.len(), b.len(), "{file}: people");
+        assert!(!a.is_empty(), "{file}: nobody found");
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p.score - q.score).abs() < 0.01, "{file}: person score {} vs {}", p.score, q.score);
+            for (k, l) in p.keypoints.iter().zip(&q.keypoints) {
+                let d = ((k.x - l.x).powi(2) + (k.y - l.y).powi(2)).sqrt();
+                assert!(d < 1.0 || k.score < 0.3, "{file}: a joint moved {d} px");
+            }
+        }
+        // The same mask.
+        let mut cpu = open("selfie", Backend::Cpu);
+        let mut gpu = open("selfie", Backend::Gpu);
+        let (Segmentation::Person(a), Segmentation::Person(b)) = (cpu.segment(&frame, &mut times).unwrap(), gpu.segment(&frame, &mut times).unwrap())
+        else {
+            panic!("selfie gives a person mask")
+        };
+        let worst = a.probs.iter().zip(&b.probs).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        eprintln!("{file}: selfie mask max |diff| {worst:.3e}");
+        assert!(worst < 1e-3, "{file}: masks differ by {worst}");
+    }
 }
