@@ -197,8 +197,8 @@ fn live_options(a: LiveArgs) -> Result<live::LiveOptions> {
     let person_threshold = a.models.person_threshold;
     Ok(live::LiveOptions {
         source,
-        pose: live::worker::WorkerConfig { model: choice.pose, file: choice.pose_file, size: choice.pose_size, person_threshold },
-        seg: live::worker::WorkerConfig { model: choice.seg, file: choice.seg_file, size: choice.seg_size, person_threshold },
+        pose: live::worker::WorkerConfig { model: choice.pose, file: choice.pose_file, size: choice.pose_size, person_threshold, backend: edgesight::engine::default_backend() },
+        seg: live::worker::WorkerConfig { model: choice.seg, file: choice.seg_file, size: choice.seg_size, person_threshold, backend: edgesight::engine::default_backend() },
         style: a.models.style(),
         frames: a.frames,
         screenshot: a.screenshot,
