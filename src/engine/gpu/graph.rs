@@ -10,6 +10,9 @@ use anyhow::{bail, Context, Result};
 use std::collections::{HashMap, HashSet};
 use tract_onnx::pb;
 
+/// Largest tensor the GPU backend plans (shaders index with u32; 4 GiB of float32).
+const MAX_ELEMENTS: usize = 1 << 30;
+
 /// How convolutions are lowered (the naive one is the reference in tests and benchmarks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvImpl {
@@ -93,6 +96,15 @@ pub fn attr_f(node: &pb::NodeProto, name: &str) -> Option<f32> {
 
 pub fn attr_is(node: &pb::NodeProto, name: &str) -> Option<Vec<i64>> {
     attr(node, name).map(|a| a.ints.clone())
+}
+
+/// A list attribute of exactly `n` values, each at least `min` (strides, dilations, pads...).
+fn attr_list(node: &pb::NodeProto, name: &str, default: &[i64], n: usize, min: i64) -> Result<Vec<usize>> {
+    let v = attr_is(node, name).unwrap_or_else(|| default.to_vec());
+    if v.len() != n || v.iter().any(|&x| x < min || x > 1 << 20) {
+        bail!("attribute {name} = {v:?}: expected {n} values of at least {min}");
+    }
+    Ok(v.iter().map(|&x| x as usize).collect())
 }
 
 pub fn attr_s(node: &pb::NodeProto, name: &str) -> Option<String> {
@@ -264,6 +276,12 @@ pub fn plan(model: &pb::ModelProto, input_shape: &[usize], opts: &PlanOptions) -
         Some(p.build_tail(model, tail_outputs, &mut pinned)?)
     };
     p.fuse_activations(&pinned);
+    for v in &p.values {
+        let n = v.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if n.is_none_or(|n| n > MAX_ELEMENTS) {
+            bail!("a tensor of shape {:?} is too large for the GPU backend", v.shape);
+        }
+    }
     Ok(Plan {
         values: p.values,
         storages: p.storages,
@@ -279,7 +297,8 @@ pub fn plan(model: &pb::ModelProto, input_shape: &[usize], opts: &PlanOptions) -
 
 impl Planner<'_> {
     fn new_value(&mut self, shape: Vec<usize>) -> usize {
-        let len = shape.iter().product::<usize>();
+        // Oversized shapes are refused at the end of planning (see MAX_ELEMENTS).
+        let len = shape.iter().fold(1usize, |a, &d| a.saturating_mul(d));
         self.storages.push(len);
         self.values.push(GpuValue { shape, storage: self.storages.len() - 1 });
         self.uses.push(0);
@@ -347,7 +366,7 @@ impl Planner<'_> {
             } else {
                 bail!("unsupported Constant attribute");
             };
-            self.set(&node.output[0], Val::Const(t));
+            self.set(node.output.first().context("Constant without output")?, Val::Const(t));
             return Ok(());
         }
         let inputs: Vec<Option<&Val>> =
@@ -454,6 +473,9 @@ impl Planner<'_> {
                 };
                 let eps = attr_f(node, "epsilon").unwrap_or(1e-5);
                 let c = s.len();
+                if [bb.len(), m.len(), v.len()].iter().any(|&l| l != c) || self.shape(x).get(1) != Some(&c) {
+                    bail!("BatchNormalization parameters do not match the input's channels");
+                }
                 let (s, bb, m, v) = (s.as_f32(), bb.as_f32(), m.as_f32(), v.as_f32());
                 let scale: Vec<f32> = (0..c).map(|i| s[i] / (v[i] + eps).sqrt()).collect();
                 let shift: Vec<f32> = (0..c).map(|i| bb[i] - m[i] * scale[i]).collect();
@@ -473,8 +495,8 @@ impl Planner<'_> {
                     "Clip" => {
                         let lo = if self.opset >= 11 {
                             match node.input.get(1).filter(|n| !n.is_empty()) {
-                                Some(_) => match self.const_input(node, 1) {
-                                    Some(t) => t.as_f32()[0],
+                                Some(_) => match self.const_input(node, 1).and_then(|t| t.as_f32().first().copied()) {
+                                    Some(v) => v,
                                     None => return Ok(false),
                                 },
                                 None => f32::MIN,
@@ -484,8 +506,8 @@ impl Planner<'_> {
                         };
                         let hi = if self.opset >= 11 {
                             match node.input.get(2).filter(|n| !n.is_empty()) {
-                                Some(_) => match self.const_input(node, 2) {
-                                    Some(t) => t.as_f32()[0],
+                                Some(_) => match self.const_input(node, 2).and_then(|t| t.as_f32().first().copied()) {
+                                    Some(v) => v,
                                     None => return Ok(false),
                                 },
                                 None => f32::MAX,
@@ -538,12 +560,12 @@ impl Planner<'_> {
                     last
                 }
             }
-            "MatMul" => {
+            "MatMul" if node.input.len() == 2 => {
                 let (a, ash) = self.operand(&node.input[0])?;
                 let (b, bsh) = self.operand(&node.input[1])?;
                 self.matmul(a, ash, b, bsh)?
             }
-            "Concat" => {
+            "Concat" if !node.input.is_empty() => {
                 let axis = attr_i(node, "axis").context("Concat needs an axis")?;
                 let mut parts = vec![];
                 for name in node.input.clone() {
@@ -554,10 +576,7 @@ impl Planner<'_> {
             "Transpose" if first_is_gpu => {
                 let shape = self.shape(x).to_vec();
                 let rank = shape.len();
-                let perm: Vec<usize> = match attr_is(node, "perm") {
-                    Some(p) => p.iter().map(|&a| host::norm_axis(a, rank)).collect::<Result<_>>()?,
-                    None => (0..rank).rev().collect(),
-                };
+                let perm = host::permutation(attr_is(node, "perm"), rank)?;
                 let st = host::strides(&shape);
                 let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
                 let src: Vec<i64> = perm.iter().map(|&p| st[p] as i64).collect();
@@ -587,6 +606,9 @@ impl Planner<'_> {
                     None => vec![1; starts.len()],
                 };
                 let ends = ends.as_i64();
+                if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+                    bail!("Slice with starts, ends, axes and steps of different lengths");
+                }
                 let st = host::strides(&shape);
                 let mut out = shape.clone();
                 let mut src: Vec<i64> = st.iter().map(|&s| s as i64).collect();
@@ -605,7 +627,7 @@ impl Planner<'_> {
             "Split" if first_is_gpu => {
                 let shape = self.shape(x).to_vec();
                 let axis = host::norm_axis(attr_i(node, "axis").unwrap_or(0), shape.len())?;
-                let n = node.output.len();
+                let n = node.output.len().max(1);
                 let sizes: Vec<usize> = match (self.const_input(node, 1), attr_is(node, "split")) {
                     (Some(t), _) => t.as_i64().iter().map(|&v| v.max(0) as usize).collect(),
                     (None, Some(s)) => s.iter().map(|&v| v.max(0) as usize).collect(),
@@ -779,13 +801,13 @@ impl Planner<'_> {
         }
         let (n, c, ih, iw) = (xs[0], xs[1], xs[2], xs[3]);
         let (oc, icg, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
-        let g = attr_i(node, "group").unwrap_or(1).max(1) as usize;
-        if icg * g != c || oc % g != 0 {
+        let g = attr_i(node, "group").unwrap_or(1).clamp(1, 1 << 20) as usize;
+        if oc == 0 || kh == 0 || kw == 0 || icg * g != c || oc % g != 0 {
             bail!("Conv weight {:?} does not fit input {xs:?} with {g} groups", w.shape);
         }
-        let s = attr_is(node, "strides").unwrap_or(vec![1, 1]);
-        let d = attr_is(node, "dilations").unwrap_or(vec![1, 1]);
-        let (sh, sw, dh, dw) = (s[0].max(1) as usize, s[1].max(1) as usize, d[0].max(1) as usize, d[1].max(1) as usize);
+        let s = attr_list(node, "strides", &[1, 1], 2, 1)?;
+        let d = attr_list(node, "dilations", &[1, 1], 2, 1)?;
+        let (sh, sw, dh, dw) = (s[0], s[1], d[0], d[1]);
         let (pt, pl, pb_, pr) = pads(node, [ih, iw], [kh, kw], [sh, sw], [dh, dw])?;
         let eh = (kh - 1) * dh + 1;
         let ew = (kw - 1) * dw + 1;
@@ -818,28 +840,34 @@ impl Planner<'_> {
             bail!("only 2-D transposed convolutions run on the GPU");
         }
         let (n, c, ih, iw) = (xs[0], xs[1], xs[2], xs[3]);
-        let g = attr_i(node, "group").unwrap_or(1).max(1) as usize;
+        let g = attr_i(node, "group").unwrap_or(1).clamp(1, 1 << 20) as usize;
         if w.shape[0] != c || c % g != 0 {
             bail!("ConvTranspose weight {:?} does not fit input {xs:?}", w.shape);
         }
         let (ocg, kh, kw) = (w.shape[1], w.shape[2], w.shape[3]);
         let oc = ocg * g;
-        let s = attr_is(node, "strides").unwrap_or(vec![1, 1]);
-        let d = attr_is(node, "dilations").unwrap_or(vec![1, 1]);
-        let (sh, sw, dh, dw) = (s[0].max(1) as usize, s[1].max(1) as usize, d[0].max(1) as usize, d[1].max(1) as usize);
-        let op = attr_is(node, "output_padding").unwrap_or(vec![0, 0]);
-        let p = attr_is(node, "pads").unwrap_or(vec![0, 0, 0, 0]);
+        let s = attr_list(node, "strides", &[1, 1], 2, 1)?;
+        let d = attr_list(node, "dilations", &[1, 1], 2, 1)?;
+        let (sh, sw, dh, dw) = (s[0], s[1], d[0], d[1]);
+        let op = attr_list(node, "output_padding", &[0, 0], 2, 0)?;
+        let p = attr_list(node, "pads", &[0, 0, 0, 0], 4, 0)?;
         if attr_is(node, "output_shape").is_some() || attr_s(node, "auto_pad").is_some_and(|a| a != "NOTSET") {
             bail!("ConvTranspose with output_shape or auto_pad is not supported on the GPU");
         }
-        let full_h = sh * (ih - 1) + op[0] as usize + (kh - 1) * dh + 1;
-        let full_w = sw * (iw - 1) + op[1] as usize + (kw - 1) * dw + 1;
-        let (pt, pl, pb_, pr) = (p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize);
+        if ih == 0 || iw == 0 || kh == 0 || kw == 0 {
+            bail!("ConvTranspose of an empty tensor or kernel");
+        }
+        let full_h = sh * (ih - 1) + op[0] + (kh - 1) * dh + 1;
+        let full_w = sw * (iw - 1) + op[1] + (kw - 1) * dw + 1;
+        let (pt, pl, pb_, pr) = (p[0], p[1], p[2], p[3]);
         if full_h < pt + pb_ + 1 || full_w < pl + pr + 1 {
             bail!("ConvTranspose pads larger than its output");
         }
         let (oh, ow) = (full_h - pt - pb_, full_w - pl - pr);
         let bias = b.map(|b| b.as_f32()).unwrap_or_else(|| vec![0.0; oc]);
+        if bias.len() != oc {
+            bail!("ConvTranspose bias has {} values for {oc} channels", bias.len());
+        }
         let y = self.new_value(vec![n, oc, oh, ow]);
         let geo = kernels::ConvGeometry { n, c, ih, iw, oc, oh, ow, g, kh, kw, sh, sw, dh, dw, pt, pl };
         let wb = self.param(w.as_f32());
@@ -854,11 +882,11 @@ impl Planner<'_> {
             bail!("only 2-D pooling runs on the GPU");
         }
         let (ih, iw) = (xs[2], xs[3]);
-        let k = attr_is(node, "kernel_shape").context("pooling needs kernel_shape")?;
-        let (kh, kw) = (k[0] as usize, k[1] as usize);
-        let s = attr_is(node, "strides").unwrap_or(vec![1, 1]);
-        let d = attr_is(node, "dilations").unwrap_or(vec![1, 1]);
-        let (sh, sw, dh, dw) = (s[0].max(1) as usize, s[1].max(1) as usize, d[0].max(1) as usize, d[1].max(1) as usize);
+        let k = attr_list(node, "kernel_shape", &[], 2, 1)?;
+        let (kh, kw) = (k[0], k[1]);
+        let s = attr_list(node, "strides", &[1, 1], 2, 1)?;
+        let d = attr_list(node, "dilations", &[1, 1], 2, 1)?;
+        let (sh, sw, dh, dw) = (s[0], s[1], d[0], d[1]);
         let (pt, pl, pb_, pr) = pads(node, [ih, iw], [kh, kw], [sh, sw], [dh, dw])?;
         let ceil = attr_i(node, "ceil_mode").unwrap_or(0) != 0;
         let out_len = |i: usize, p0: usize, p1: usize, k: usize, s: usize, d: usize| -> Result<usize> {
@@ -1075,11 +1103,8 @@ fn pads(node: &pb::NodeProto, input: [usize; 2], k: [usize; 2], s: [usize; 2], d
     let auto = attr_s(node, "auto_pad").unwrap_or_else(|| "NOTSET".into());
     match auto.as_str() {
         "NOTSET" | "" => {
-            let p = attr_is(node, "pads").unwrap_or(vec![0, 0, 0, 0]);
-            if p.len() != 4 || p.iter().any(|&v| v < 0) {
-                bail!("unsupported pads {p:?}");
-            }
-            Ok((p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize))
+            let p = attr_list(node, "pads", &[0, 0, 0, 0], 4, 0)?;
+            Ok((p[0], p[1], p[2], p[3]))
         }
         "VALID" => Ok((0, 0, 0, 0)),
         "SAME_UPPER" | "SAME_LOWER" => {
@@ -1104,3 +1129,122 @@ fn pads(node: &pb::NodeProto, input: [usize; 2], k: [usize; 2], s: [usize; 2], d
 }
 
 
+
+#[cfg(test)]
+mod tests {
+    //! The planner reads untrusted files: mutated models must give an error or a plan, never a
+    //! panic (no GPU needed: planning is host-only).
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    fn models() -> Vec<(Vec<u8>, Vec<usize>)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let arch = crate::convert::arch("litepose-xs").unwrap();
+        let lp = crate::convert::build(arch, &crate::convert::random_entries(arch, 1), 64, 64).unwrap().onnx;
+        vec![
+            (std::fs::read(dir.join("selfie.onnx")).unwrap(), vec![1, 256, 256, 3]),
+            (std::fs::read(dir.join("movenet-multipose.onnx")).unwrap(), vec![1, 128, 128, 3]),
+            (lp, vec![1, 3, 64, 64]),
+        ]
+    }
+
+    fn plan_no_panic(bytes: &[u8], shape: &[usize], what: &str) {
+        let Ok(model) = <pb::ModelProto as prost::Message>::decode(bytes) else { return };
+        let r = std::panic::catch_unwind(|| plan(&model, shape, &PlanOptions::default()).map(|_| ()));
+        assert!(r.is_ok(), "planner panicked on {what}");
+    }
+
+    #[test]
+    fn shipped_models_plan_with_their_splits() {
+        for (bytes, shape) in models() {
+            let model = <pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
+            let p = plan(&model, &shape, &PlanOptions::default()).unwrap();
+            assert!(!p.kernels.is_empty());
+            // Only MoveNet has a CPU tail, and it starts at the decoder.
+            if shape[1] == 128 {
+                let t = p.tail.as_ref().expect("MoveNet's decoder runs on the CPU");
+                assert!(t.ops.iter().any(|o| o == "TopK") && !t.ops.iter().any(|o| o == "Conv"));
+            } else {
+                assert!(p.tail.is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_models_never_panic() {
+        let mut r = SplitMix64(99);
+        for (bytes, shape) in models() {
+            let model = <pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
+            // Structural mutations: attributes, initializer shapes, inputs, node order.
+            for i in 0..150 {
+                let mut m = model.clone();
+                let g = m.graph.as_mut().unwrap();
+                for _ in 0..1 + r.below(3) {
+                    match r.below(6) {
+                        0 if !g.node.is_empty() => {
+                            let n = r.below(g.node.len());
+                            if let Some(a) = g.node[n].attribute.first_mut() {
+                                a.i = [0, -1, 1 << 40, 3][r.below(4)];
+                                if !a.ints.is_empty() {
+                                    let k = r.below(a.ints.len());
+                                    a.ints[k] = [0, -5, 1 << 35, 2][r.below(4)];
+                                }
+                                if r.below(3) == 0 {
+                                    a.ints.pop();
+                                }
+                            }
+                        }
+                        1 if !g.initializer.is_empty() => {
+                            let n = r.below(g.initializer.len());
+                            let t = &mut g.initializer[n];
+                            if !t.dims.is_empty() {
+                                let k = r.below(t.dims.len());
+                                t.dims[k] = [0, -1, 1 << 31, t.dims[k] + 1][r.below(4)];
+                            } else {
+                                t.raw_data.truncate(r.below(4));
+                            }
+                        }
+                        2 if !g.node.is_empty() => {
+                            let n = r.below(g.node.len());
+                            if !g.node[n].input.is_empty() {
+                                let k = r.below(g.node[n].input.len());
+                                if r.below(2) == 0 {
+                                    g.node[n].input.remove(k);
+                                } else {
+                                    g.node[n].input[k] = String::new();
+                                }
+                            }
+                        }
+                        3 if g.node.len() > 1 => {
+                            let (a, b) = (r.below(g.node.len()), r.below(g.node.len()));
+                            g.node.swap(a, b);
+                        }
+                        4 if !g.node.is_empty() => {
+                            let n = r.below(g.node.len());
+                            g.node[n].op_type = ["Conv", "Resize", "Slice", "Concat", "Transpose", "Split", "MatMul", "Gather"][r.below(8)].into();
+                        }
+                        _ => {
+                            let n = r.below(g.node.len().max(1));
+                            if let Some(node) = g.node.get_mut(n) {
+                                node.output.clear();
+                            }
+                        }
+                    }
+                }
+                plan_no_panic(&prost::Message::encode_to_vec(&m), &shape, &format!("structural mutation {i}"));
+            }
+            // Byte-level mutations and truncations of the file itself.
+            for i in 0..60 {
+                let mut b = bytes.clone();
+                for _ in 0..1 + r.below(8) {
+                    let k = r.below(b.len());
+                    b[k] = r.next_u64() as u8;
+                }
+                if r.below(4) == 0 {
+                    b.truncate(r.below(b.len()));
+                }
+                plan_no_panic(&b, &shape, &format!("byte mutation {i}"));
+            }
+        }
+    }
+}

@@ -267,10 +267,28 @@ fn gather_indices(out: &[usize], st: &[usize]) -> Vec<usize> {
 
 pub fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
-    if a < 0 || a as usize >= rank.max(1) {
+    if a < 0 || a as usize >= rank {
         bail!("axis {axis} out of range for rank {rank}");
     }
     Ok(a as usize)
+}
+
+/// A Transpose permutation (default: reversed axes), checked to be one.
+pub fn permutation(perm: Option<Vec<i64>>, rank: usize) -> Result<Vec<usize>> {
+    let p: Vec<usize> = match perm {
+        Some(p) => p.iter().map(|&a| norm_axis(a, rank)).collect::<Result<_>>()?,
+        None => (0..rank).rev().collect(),
+    };
+    let mut seen = vec![false; rank];
+    for &a in &p {
+        if std::mem::replace(&mut seen[a], true) {
+            bail!("perm {p:?} repeats axis {a}");
+        }
+    }
+    if p.len() != rank {
+        bail!("perm {p:?} does not cover rank {rank}");
+    }
+    Ok(p)
 }
 
 /// Per-axis (start, step, length) of an ONNX Slice on a dimension of extent `dim`.
@@ -321,7 +339,10 @@ pub fn eval(op: &str, node: &pb::NodeProto, inputs: &[Option<&HostTensor>]) -> R
         "Concat" => {
             let axis = super::graph::attr_i(node, "axis").context("Concat needs an axis")?;
             let parts: Vec<&HostTensor> = (0..inputs.len()).map(get).collect::<Result<_>>()?;
-            let rank = parts[0].shape.len();
+            let rank = parts.first().context("Concat of nothing")?.shape.len();
+            if parts.iter().any(|p| p.shape.len() != rank) {
+                bail!("Concat of tensors of different ranks");
+            }
             let axis = norm_axis(axis, rank)?;
             let mut shape = parts[0].shape.clone();
             shape[axis] = parts.iter().map(|p| p.shape.get(axis).copied().unwrap_or(0)).sum();
@@ -382,6 +403,9 @@ pub fn eval(op: &str, node: &pb::NodeProto, inputs: &[Option<&HostTensor>]) -> R
             let starts = get(1)?.as_i64();
             let ends = get(2)?.as_i64();
             let rank = x.shape.len();
+            if ends.len() != starts.len() {
+                bail!("Slice starts and ends differ in length");
+            }
             let axes: Vec<i64> = match inputs.get(3).copied().flatten() {
                 Some(a) => a.as_i64(),
                 None => (0..starts.len() as i64).collect(),
@@ -390,6 +414,9 @@ pub fn eval(op: &str, node: &pb::NodeProto, inputs: &[Option<&HostTensor>]) -> R
                 Some(s) => s.as_i64(),
                 None => vec![1; starts.len()],
             };
+            if axes.len() != starts.len() || steps.len() != starts.len() {
+                bail!("Slice axes or steps differ in length from starts");
+            }
             let st = strides(&x.shape);
             let mut shape = x.shape.clone();
             let mut base = 0i64;
@@ -418,16 +445,19 @@ pub fn eval(op: &str, node: &pb::NodeProto, inputs: &[Option<&HostTensor>]) -> R
         }
         "Range" => {
             let (s, l, d) = (get(0)?, get(1)?, get(2)?);
+            if s.is_empty() || l.is_empty() || d.is_empty() {
+                bail!("Range of empty tensors");
+            }
             if matches!(s.data, HostData::F(_)) {
                 let (s0, l0, d0) = (s.as_f32()[0], l.as_f32()[0], d.as_f32()[0]);
-                let n = (((l0 - s0) / d0).ceil().max(0.0)) as usize;
+                let n = (((l0 - s0) / d0).ceil().max(0.0)).min(MAX_FOLD_ELEMENTS as f32) as usize;
                 vec![s.with_data(vec![n], HostData::F((0..n).map(|i| s0 + i as f32 * d0).collect()))]
             } else {
                 let (s0, l0, d0) = (s.as_i64()[0], l.as_i64()[0], d.as_i64()[0]);
                 if d0 == 0 {
                     bail!("Range delta 0");
                 }
-                let n = ((l0 - s0 + d0 - d0.signum()) / d0).max(0) as usize;
+                let n = ((l0 - s0 + d0 - d0.signum()) / d0).clamp(0, MAX_FOLD_ELEMENTS as i64) as usize;
                 vec![s.with_data(vec![n], HostData::I((0..n as i64).map(|i| s0 + i * d0).collect()))]
             }
         }
@@ -442,18 +472,15 @@ pub fn eval(op: &str, node: &pb::NodeProto, inputs: &[Option<&HostTensor>]) -> R
                 None => HostTensor::f32(vec![1], vec![0.0]),
             };
             let data = match &value.data {
-                HostData::F(v) => HostData::F(vec![v[0]; n]),
-                HostData::I(v) => HostData::I(vec![v[0]; n]),
+                HostData::F(v) => HostData::F(vec![*v.first().context("empty ConstantOfShape value")?; n]),
+                HostData::I(v) => HostData::I(vec![*v.first().context("empty ConstantOfShape value")?; n]),
             };
             vec![HostTensor { dt: value.dt, shape, data }]
         }
         "Transpose" => {
             let x = get(0)?;
             let rank = x.shape.len();
-            let perm: Vec<usize> = match super::graph::attr_is(node, "perm") {
-                Some(p) => p.iter().map(|&a| norm_axis(a, rank)).collect::<Result<_>>()?,
-                None => (0..rank).rev().collect(),
-            };
+            let perm = permutation(super::graph::attr_is(node, "perm"), rank)?;
             let st = strides(&x.shape);
             let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
             let pst: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
