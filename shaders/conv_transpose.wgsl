@@ -16,12 +16,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let g = oc / OCG;
     let ocg = oc % OCG;
     var acc = bias[oc];
-    for (var ky = 0u; ky < KH; ky++) {
+    // Without dilation only every SH-th kernel row (and SW-th column) lands on an input
+    // position: start at the first one instead of testing all KH * KW taps.
+    let ky0 = select(0u, (oy + PT) % SH, DH == 1u);
+    let kys = select(1u, SH, DH == 1u);
+    let kx0 = select(0u, (ox + PL) % SW, DW == 1u);
+    let kxs = select(1u, SW, DW == 1u);
+    for (var ky = ky0; ky < KH; ky += kys) {
         let ty = i32(oy + PT) - i32(ky * DH);
         if (ty < 0 || ty % i32(SH) != 0) { continue; }
         let iy = u32(ty) / SH;
         if (iy >= IH) { continue; }
-        for (var kx = 0u; kx < KW; kx++) {
+        for (var kx = kx0; kx < KW; kx += kxs) {
             let tx = i32(ox + PL) - i32(kx * DW);
             if (tx < 0 || tx % i32(SW) != 0) { continue; }
             let ix = u32(tx) / SW;

@@ -81,6 +81,9 @@ pub fn adapter_name() -> Result<String> {
     Ok(format!("{} ({:?}, {:?})", c.adapter.name, c.adapter.backend, c.adapter.device_type))
 }
 
+/// Longest wait for one submission (a frame, or one kernel when profiling).
+const WAIT_LIMIT: Duration = Duration::from_secs(600);
+
 struct Download {
     value: usize,
     offset: u64,
@@ -370,8 +373,16 @@ impl GpuEngine {
     }
 
     fn wait(&self) -> Result<()> {
-        self.ctx.device.poll(wgpu::PollType::Wait).map_err(|e| anyhow::anyhow!("GPU wait failed: {e}"))?;
-        Ok(())
+        // wgpu gives up waiting after a fixed time; a big model on a CPU driver (lavapipe) under
+        // load can take longer, so keep waiting up to WAIT_LIMIT before calling it a failure.
+        let start = Instant::now();
+        loop {
+            match self.ctx.device.poll(wgpu::PollType::Wait) {
+                Ok(_) => return Ok(()),
+                Err(wgpu::PollError::Timeout) if start.elapsed() < WAIT_LIMIT => continue,
+                Err(e) => bail!("GPU wait failed after {:.0} s: {e}", start.elapsed().as_secs_f64()),
+            }
+        }
     }
 
     fn download(&self) -> Result<HashMap<usize, Vec<f32>>> {
