@@ -86,10 +86,22 @@ fn open_session(spec: ModelSpec, random: bool) -> Result<ModelSession> {
 
 pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
     let catalog = Catalog::builtin();
-    let info = video_source::probe(&job.clip)?;
-    let first = VideoReader::open(&info)?
-        .next_frame()?
-        .with_context(|| format!("{} has no frames", job.clip.display()))?;
+    // With an exact --input size and no clip (e.g. a GPU machine without ffmpeg), a synthetic
+    // frame of that size stands in: speed does not depend on pixel values.
+    let (first, _info) = match (job.input, job.clip.is_file()) {
+        (Some((h, w)), false) => {
+            eprintln!("note: {} not found; measuring on a synthetic {w}x{h} frame", job.clip.display());
+            let rgb = (0..w * h * 3).map(|i| ((i * 7) % 251) as u8).collect();
+            (Frame { width: w, height: h, rgb, index: 0, timestamp_s: 0.0 }, None)
+        }
+        _ => {
+            let info = video_source::probe(&job.clip)?;
+            let first = VideoReader::open(&info)?
+                .next_frame()?
+                .with_context(|| format!("{} has no frames", job.clip.display()))?;
+            (first, Some(info))
+        }
+    };
     let names: Vec<String> = if job.models.is_empty() {
         vec![Catalog::default_for(Task::Pose).into(), Catalog::default_for(Task::Segmentation).into()]
     } else {
@@ -122,7 +134,7 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
                 Task::Segmentation => analyzer.seg = Some(session),
             }
         }
-        analyzer.prepare_for(info.width, info.height)?;
+        analyzer.prepare_for(first.width, first.height)?;
         // Inference alone, on the clip's first frame, per model.
         let mut samples = Vec::new();
         let mut shapes = Vec::new();
