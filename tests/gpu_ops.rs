@@ -68,8 +68,11 @@ fn tract_run(onnx: &[u8], x: &Tensor) -> (Vec<usize>, Vec<f32>) {
 
 /// Runs the graph on both backends and checks the tolerance; returns the output shape.
 fn check(label: &str, onnx: &[u8], x: &Tensor, conv: ConvImpl) -> Vec<usize> {
+    check_with(label, onnx, x, PlanOptions { conv, ..Default::default() })
+}
+
+fn check_with(label: &str, onnx: &[u8], x: &Tensor, opts: PlanOptions) -> Vec<usize> {
     let (shape, want) = tract_run(onnx, x);
-    let opts = PlanOptions { conv, ..Default::default() };
     let mut e = GpuEngine::load_with(onnx, label, DType::F32, &x.shape, &opts).unwrap_or_else(|err| panic!("{label}: {err:#}"));
     assert!(e.tail_ops().is_empty(), "{label}: ops left on the CPU: {:?}", e.tail_ops());
     let got = e.run(x).unwrap_or_else(|err| panic!("{label}: {err:#}")).remove(0);
@@ -165,6 +168,17 @@ fn dense_and_grouped_convolutions_random() {
         return;
     }
     let mut r = SplitMix64(12);
+    // Pointwise convolutions (the tiled matrix-product shader): sizes around its 64 x 64 x 16 tiles.
+    for (i, (n, ic, oc, h, w)) in [(1, 3, 5, 7, 9), (2, 17, 70, 9, 8), (1, 64, 64, 8, 8), (1, 33, 129, 13, 11), (1, 130, 24, 16, 16)].into_iter().enumerate() {
+        let xs = [n, ic, h, w];
+        let onnx = conv_graph(&xs, oc, [1, 1], 1, [1, 1], [0; 4], 1, i % 2 == 0, &mut r);
+        let x = input(&mut r, &xs);
+        // Both pointwise shaders, whichever this adapter would pick.
+        for gemm in [true, false] {
+            let opts = PlanOptions { pointwise_gemm: Some(gemm), ..Default::default() };
+            check_with(&format!("pointwise case {i}: x {xs:?} oc {oc} gemm {gemm}"), &onnx, &x, opts);
+        }
+    }
     for i in 0..14 {
         let g = [1, 1, 2, 3][r.below(4)];
         let icg = between(&mut r, 1, 7);

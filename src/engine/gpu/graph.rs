@@ -26,6 +26,11 @@ pub struct PlanOptions {
     pub conv: ConvImpl,
     /// Workgroup memory the depthwise tiles may use (WebGPU's guaranteed minimum by default).
     pub workgroup_bytes: usize,
+    /// Pointwise convolutions as a tiled matrix product (`conv1x1_gemm`) rather than
+    /// `conv_dense`. None: by adapter (the tiled product relies on fast workgroup memory and
+    /// barriers, which CPU drivers such as lavapipe emulate slowly: there `conv_dense` was 2x
+    /// faster on LitePose-XS).
+    pub pointwise_gemm: Option<bool>,
 }
 
 /// A tensor living in a GPU buffer: `storage` is shared by views (Reshape and friends).
@@ -828,6 +833,11 @@ impl Planner<'_> {
         let k = match (self.opts.conv, depthwise) {
             (ConvImpl::Naive, _) => kernels::conv_naive(y, x, wb, bb, &geo),
             (ConvImpl::Fast, true) => kernels::depthwise_tiled(y, x, wb, bb, &geo, self.opts.workgroup_bytes.max(4096)),
+            (ConvImpl::Fast, false)
+                if self.opts.pointwise_gemm.unwrap_or(true) && kernels::is_pointwise(&geo) && n <= 65535 && oc.div_ceil(64) <= 65535 =>
+            {
+                kernels::conv1x1_gemm(y, x, wb, bb, &geo)
+            }
             (ConvImpl::Fast, false) => kernels::conv_dense(y, x, wb, bb, &geo),
         };
         self.push(k);

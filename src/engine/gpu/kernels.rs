@@ -10,6 +10,7 @@ const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 pub enum Shader {
     ConvNaive,
     ConvDense,
+    Conv1x1Gemm,
     DepthwiseTiled,
     ConvTranspose,
     Unary,
@@ -26,6 +27,7 @@ impl Shader {
         match self {
             Shader::ConvNaive => include_str!("../../../shaders/conv_naive.wgsl"),
             Shader::ConvDense => include_str!("../../../shaders/conv_dense.wgsl"),
+            Shader::Conv1x1Gemm => include_str!("../../../shaders/conv1x1_gemm.wgsl"),
             Shader::DepthwiseTiled => include_str!("../../../shaders/depthwise_tiled.wgsl"),
             Shader::ConvTranspose => include_str!("../../../shaders/conv_transpose.wgsl"),
             Shader::Unary => include_str!("../../../shaders/unary.wgsl"),
@@ -42,6 +44,7 @@ impl Shader {
         match self {
             Shader::ConvNaive => "conv_naive",
             Shader::ConvDense => "conv_dense",
+            Shader::Conv1x1Gemm => "conv1x1_gemm",
             Shader::DepthwiseTiled => "depthwise_tiled",
             Shader::ConvTranspose => "conv_transpose",
             Shader::Unary => "unary",
@@ -314,6 +317,17 @@ pub fn conv_dense(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry) 
     let work = g.n * g.g * ocg.div_ceil(4) * g.oh * g.ow.div_ceil(4);
     let mut k = g.consts(k).linear(work, 64).cost(g.conv_macs(), g.conv_bytes());
     k.replace("TOTAL", ConstV::U(work as u32));
+    k
+}
+
+/// Whether `conv1x1_gemm` applies: pointwise, stride 1, unpadded, ungrouped.
+pub fn is_pointwise(g: &ConvGeometry) -> bool {
+    g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.g == 1 && g.pt == 0 && g.pl == 0 && g.oh == g.ih && g.ow == g.iw
+}
+
+pub fn conv1x1_gemm(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry) -> Kernel {
+    let mut k = g.consts(Kernel::new("conv1x1", Shader::Conv1x1Gemm, vec![v(y), v(x), w, b])).cost(g.conv_macs(), g.conv_bytes());
+    k.dispatch = [(g.ih * g.iw).div_ceil(64) as u32, g.oc.div_ceil(64) as u32, g.n as u32];
     k
 }
 

@@ -142,6 +142,9 @@ impl GpuEngine {
         if opts.workgroup_bytes == 0 {
             opts.workgroup_bytes = ctx.limits.max_compute_workgroup_storage_size as usize;
         }
+        if opts.pointwise_gemm.is_none() {
+            opts.pointwise_gemm = Some(ctx.adapter.device_type != wgpu::DeviceType::Cpu);
+        }
         let plan = graph::plan(&model, input_shape, &opts).with_context(|| format!("{label}: cannot plan it for the GPU"))?;
         let tail = match &plan.tail {
             None => None,
