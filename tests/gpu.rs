@@ -4,7 +4,7 @@
 
 use edgesight::catalog::DType;
 use edgesight::convert;
-use edgesight::engine::gpu::graph::{ConvImpl, PlanOptions};
+use edgesight::engine::gpu::graph::PlanOptions;
 use edgesight::engine::gpu::{self, GpuEngine};
 use edgesight::engine::{Engine, Tensor, TensorData};
 use edgesight::rng::SplitMix64;

@@ -351,13 +351,16 @@ impl GpuEngine {
         if input.shape != self.input_shape {
             bail!("input shape {:?} differs from the planned {:?}", input.shape, self.input_shape);
         }
-        let data: Vec<f32> = match (&input.data, self.input_dtype) {
-            (TensorData::F32(v), DType::F32) => v.clone(),
+        let buffer = self.buffer_of(self.plan.input);
+        match (&input.data, self.input_dtype) {
+            (TensorData::F32(v), DType::F32) => self.ctx.queue.write_buffer(buffer, 0, bytemuck::cast_slice(v)),
             // Integer pixels are exact in float32; the graph's Cast to float is a no-op on the GPU.
-            (TensorData::I32(v), DType::I32) => v.iter().map(|&x| x as f32).collect(),
+            (TensorData::I32(v), DType::I32) => {
+                let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+                self.ctx.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&f));
+            }
             _ => bail!("input dtype does not match the model's {}", self.input_dtype.name()),
-        };
-        self.ctx.queue.write_buffer(self.buffer_of(self.plan.input), 0, bytemuck::cast_slice(&data));
+        }
         Ok(())
     }
 
