@@ -1,6 +1,7 @@
 //! The phone's window (eframe/egui on wgpu): the newest camera frame with the newest pose and
 //! segmentation results drawn by `edgesight::render::draw` (the renderer every desktop output
-//! uses), a compact HUD and touch-sized controls in a panel that folds away.
+//! uses), a compact HUD and touch-sized controls in a panel that folds away (camera, size,
+//! models, backend: tract on the CPU or the library's wgpu compute shaders, thresholds).
 //!
 //! It reads the same shared state as the desktop window (`edgesight::live::Shared`): frames and
 //! results arrive through latest-wins watches, so the UI never waits for inference.
@@ -10,6 +11,7 @@ use crate::jvm;
 use android_activity::AndroidApp;
 use eframe::egui::{self, Color32, ColorImage, RichText, TextureHandle, TextureOptions};
 use edgesight::catalog::{models_dir, Catalog, Task};
+use edgesight::engine::Backend;
 use edgesight::frame::Frame;
 use edgesight::live::capture::SourceSpec;
 use edgesight::live::hud::{Hud, P50P95};
@@ -207,7 +209,26 @@ impl PhoneApp {
                 ui.label(RichText::new(s).color(Color32::YELLOW));
             }
         }
-        ui.label(RichText::new("backend: cpu (tract)").small());
+        let current = self.shared.config(Kind::Pose).backend;
+        let mut backend = current;
+        let label = |b: Backend| match b {
+            Backend::Cpu => "cpu (tract)",
+            Backend::Gpu => "gpu (wgpu shaders)",
+            Backend::Auto => "auto",
+        };
+        egui::ComboBox::from_label("backend").selected_text(label(current)).show_ui(ui, |ui| {
+            for b in [Backend::Cpu, Backend::Gpu, Backend::Auto] {
+                ui.selectable_value(&mut backend, b, label(b));
+            }
+        });
+        if backend != current {
+            // Both workers replan; a GPU that cannot run a model shows as the worker's status.
+            for kind in [Kind::Pose, Kind::Seg] {
+                let mut c = self.shared.config(kind);
+                c.backend = backend;
+                self.shared.set_config(kind, c);
+            }
+        }
         let mut pose = self.shared.config(Kind::Pose);
         if ui.add(egui::Slider::new(&mut pose.person_threshold, 0.0..=1.0).text("person")).changed() {
             self.shared.set_config(Kind::Pose, pose);
