@@ -37,6 +37,14 @@ for t in aarch64-linux-android aarch64-unknown-linux-musl; do
   grep -qx "$t" <<<"$installed" || { echo "== rustup target add $t"; rustup target add "$t"; }
 done
 
+# wgpu-hal's libloading asks for -ldl; musl has dlopen in libc.a, and musl systems ship an empty
+# libdl.a for that. Rust's self-contained musl files lack it: add the empty archive there.
+musl_lib="$(rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-musl/lib/self-contained"
+if [ -d "$musl_lib" ] && [ ! -f "$musl_lib/libdl.a" ]; then
+  echo "== empty libdl.a for aarch64-unknown-linux-musl"
+  llvm-ar-14 rcs "$musl_lib/libdl.a"
+fi
+
 # cargo-apk: installed once (about 4 minutes on 2 cores), reused afterwards.
 if [ "$(cargo apk version 2>/dev/null)" != "cargo-apk 0.10.0" ]; then
   echo "== cargo install cargo-apk 0.10.0"
