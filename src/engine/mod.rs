@@ -1,6 +1,7 @@
 //! Inference engines behind one trait, so decoders and pipelines never see a backend's types.
 //! `tract_cpu` is the CPU engine; a GPU engine implements the same trait.
 
+pub mod cpu_kernels;
 pub mod tract_cpu;
 
 use anyhow::Result;
