@@ -6,6 +6,7 @@
 
 pub mod conv;
 pub mod deconv;
+pub mod resize;
 
 use conv::{Clamp, ConvSpec, Isa, PackedConv};
 use deconv::PackedDeconv;
@@ -13,6 +14,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, Deconv, KernelFormat, PaddingSpec};
+use tract_onnx::tract_core::ops::nn::resize::Resize as CoreResize;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 /// A convolution on NCHW f32 input with constant weights, run by `conv::PackedConv`. Inputs:
@@ -235,11 +237,95 @@ fn edgesight_deconv(model: &TypedModel, node: &TypedNode, op: &Deconv, isa: Isa)
     Ok(Some(EdgesightDeconv { deconv, batch: n, batch_axis }))
 }
 
+/// tract's core Resize on the last two axes of an f32 tensor, run by `resize::resize_planes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgesightResize {
+    pub input_shape: TVec<usize>,
+    pub output_shape: TVec<usize>,
+    pub rows: resize::AxisTaps,
+    pub cols: resize::AxisTaps,
+}
+
+impl Eq for EdgesightResize {}
+
+impl Op for EdgesightResize {
+    fn name(&self) -> StaticName {
+        "EdgesightResize".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?} -> {:?}", self.input_shape, self.output_shape)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for EdgesightResize {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = inputs[0].to_plain_array_view::<f32>()?;
+        let input = input.as_slice().context("EdgesightResize input is not contiguous")?;
+        let r = self.input_shape.len();
+        let (h, w) = (self.input_shape[r - 2], self.input_shape[r - 1]);
+        let planes = self.input_shape[..r - 2].iter().product();
+        let mut out = vec![0f32; self.output_shape.iter().product()];
+        resize::resize_planes(input, planes, h, w, &self.rows, &self.cols, &mut out);
+        Ok(tvec!(tract_onnx::prelude::Tensor::from_shape(&self.output_shape, &out)?.into_tvalue()))
+    }
+}
+
+impl TypedOp for EdgesightResize {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
+        ensure!(inputs[0].shape.as_concrete() == Some(&self.input_shape[..]));
+        Ok(tvec!(f32::fact(&self.output_shape)))
+    }
+
+    as_op!();
+}
+
+fn edgesight_resize(model: &TypedModel, node: &TypedNode, op: &CoreResize) -> TractResult<Option<EdgesightResize>> {
+    let input = model.outlet_fact(node.inputs[0])?;
+    let (Some(shape), Some(out_shape)) =
+        (input.shape.as_concrete(), model.outlet_fact(node.id.into())?.shape.as_concrete())
+    else {
+        return Ok(None);
+    };
+    let rank = shape.len();
+    if input.datum_type != f32::datum_type() || rank < 2 || out_shape.len() != rank {
+        return Ok(None);
+    }
+    // The scales tract's eval would use: the scales input when it has one per axis, else the
+    // size ratio.
+    let scales_input = op.optional_scales_input.and_then(|ix| node.inputs.get(ix));
+    let scales: Vec<f32> = match scales_input.map(|o| model.outlet_fact(*o)).transpose()? {
+        Some(f) if f.shape.volume() == rank.to_dim() => {
+            let Some(k) = &f.konst else { return Ok(None) };
+            k.cast_to::<f32>()?.to_plain_array_view::<f32>()?.iter().copied().collect()
+        }
+        _ => out_shape.iter().zip(shape).map(|(o, i)| *o as f32 / *i as f32).collect(),
+    };
+    for axis in 0..rank - 2 {
+        if shape[axis] != out_shape[axis] || scales[axis] != 1.0 {
+            return Ok(None);
+        }
+    }
+    let taps = |axis: usize| {
+        let plan = op.plan_axis(scales[axis], shape[axis], out_shape[axis]);
+        (!plan.extrapolated.contains(&true))
+            .then_some(resize::AxisTaps { window: plan.window, indices: plan.indices, weights: plan.weights })
+    };
+    let (Some(rows), Some(cols)) = (taps(rank - 2), taps(rank - 1)) else { return Ok(None) };
+    Ok(Some(EdgesightResize { input_shape: shape.into(), output_shape: out_shape.into(), rows, cols }))
+}
+
 /// What `patch_model` replaced, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PatchCount {
     pub convs: usize,
     pub deconvs: usize,
+    pub resizes: usize,
     pub fused_clamps: usize,
 }
 
@@ -259,6 +345,14 @@ pub fn patch_model(model: &mut TypedModel) -> TractResult<PatchCount> {
                 let patch = TypedModelPatch::replace_single_op(model, node, &[node.inputs[0], node.inputs[2]], op)?;
                 patch.apply(model)?;
                 count.deconvs += 1;
+            }
+            continue;
+        }
+        if let Some(op) = node.op_as::<CoreResize>() {
+            if let Some(op) = edgesight_resize(model, node, op)? {
+                let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
+                patch.apply(model)?;
+                count.resizes += 1;
             }
             continue;
         }
