@@ -167,7 +167,11 @@ impl TractEngine {
             .map(|n| NodeTime {
                 node: n.name.clone(),
                 op: n.op().name().to_string(),
-                info: n.op().info().map(|v| v.join("; ")).unwrap_or_default(),
+                info: format!(
+                    "inputs {:?} {}",
+                    n.inputs.iter().map(|i| model.outlet_fact(*i).map(|f| format!("{:?}", f.shape)).unwrap_or_default()).collect::<Vec<_>>(),
+                    n.op().info().map(|v| v.join("; ")).unwrap_or_default()
+                ),
                 output_shape: n.outputs.first().and_then(|o| o.fact.shape.as_concrete().map(|s| s.to_vec())).unwrap_or_default(),
                 seconds: 0.0,
             })
