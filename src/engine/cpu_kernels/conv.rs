@@ -192,46 +192,7 @@ impl PackedConv {
         let row = (wp.div_ceil(sw)).max(chunks * lanes + (kw - 1) * dw / sw);
         let phase_len = hp * row;
         let ci_stride = sw * phase_len;
-        // A flat plane whose vectors never read past its end is used in place; anything else is
-        // copied once into the padded, phase-split buffer (every element written exactly once).
-        let in_place = flat && in_w % lanes == 0;
-        let mut scratch = if in_place { Vec::new() } else { SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut())) };
-        if !in_place {
-            if scratch.len() < s.c_in * ci_stride {
-                scratch.resize(s.c_in * ci_stride, 0.0);
-            }
-            let (pt, pl) = (s.pad_before[0], s.pad_before[1]);
-            for ci in 0..s.c_in {
-                for r in 0..sw {
-                    let phase = &mut scratch[ci * ci_stride + r * phase_len..][..phase_len];
-                    // Columns j of this phase hold padded column j * sw + r, i.e. input column
-                    // j * sw + r - pl, present for j in j_lo..j_hi.
-                    let j_lo = if pl > r { (pl - r).div_ceil(sw) } else { 0 }.min(row);
-                    let j_hi = (in_w + pl).saturating_sub(r).div_ceil(sw).clamp(j_lo, row);
-                    for (yy, dst) in phase.chunks_exact_mut(row).enumerate() {
-                        if yy < pt || yy >= pt + in_h {
-                            dst.fill(0.0);
-                            continue;
-                        }
-                        let src = &input[(ci * in_h + yy - pt) * in_w..][..in_w];
-                        dst[..j_lo].fill(0.0);
-                        dst[j_hi..].fill(0.0);
-                        if j_hi == j_lo {
-                            continue;
-                        }
-                        let x0 = j_lo * sw + r - pl;
-                        if sw == 1 {
-                            dst[j_lo..j_hi].copy_from_slice(&src[x0..x0 + (j_hi - j_lo)]);
-                        } else {
-                            for (j, d) in dst[j_lo..j_hi].iter_mut().enumerate() {
-                                *d = src[x0 + j * sw];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let (buf, ci_stride): (&[f32], usize) = if in_place { (input, in_w) } else { (&scratch, ci_stride) };
+        let geom = Geom { in_h, in_w, hp, row, phase_len, sw, pt: s.pad_before[0], pl: s.pad_before[1] };
         let taps: Vec<usize> = (0..kh)
             .flat_map(|ky| (0..kw).map(move |kx| ((kx * dw) % sw) * phase_len + ky * dh * row + (kx * dw) / sw))
             .collect();
@@ -243,41 +204,150 @@ impl PackedConv {
             .collect();
         let (g, cig, cog) = (s.group, s.c_in / s.group, s.c_out / s.group);
         let plane = out_h * out_w;
-        let ctx = Ctx {
-            buf,
-            ci_stride,
-            cig,
-            taps: &taps,
-            out: SendPtr(out.as_mut_ptr()),
-            plane,
-            clamp: self.clamp,
-        };
-        // Work items: a run of positions for one group (depthwise: one channel) or, for dense
-        // convolutions, a run of positions across all output blocks (the input slice stays in L1).
-        let step = 16usize.max(1);
-        let pos_tasks = positions.len().div_ceil(step);
-        let n_tasks = g * pos_tasks;
-        let body = |task: usize| {
-            let (gi, pt) = (task / pos_tasks, task % pos_tasks);
-            let pos = &positions[pt * step..((pt + 1) * step).min(positions.len())];
+        let out = SendPtr(out.as_mut_ptr());
+        // With taps, a short run of positions is read by every block from L1 (tile-major);
+        // pointwise runs are long and block-major, so each output plane is written in long
+        // sequential streams.
+        let tile_major = taps.len() > 1;
+        // Runs every block of group `gi` over `pos`, reading the group's padded input at `buf`.
+        let compute = |buf: *const f32, ci_stride: usize, gi: usize, pos: &[(usize, usize, usize)]| {
+            let ctx = Ctx { buf, ci_stride, cig, taps: &taps, out, plane, clamp: self.clamp };
+            let v_of = |r: usize| self.isa.tiles().iter().find(|t| t.0 == r).unwrap().1;
+            let v_main = v_of(self.blocks[0].1);
+            // Blocks of the main height: tile-major, so a tile's input is read from L1 by
+            // every block; the few tail blocks after.
+            let main = self.blocks.iter().take_while(|b| b.1 == self.blocks[0].1).count();
+            if tile_major {
+                for tile in pos.chunks(v_main) {
+                    for (bi, &(c0, r)) in self.blocks[..main].iter().enumerate() {
+                        let co = gi * cog + c0;
+                        let w = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
+                        // SAFETY: as below.
+                        unsafe { ctx.tile(self.isa, r, v_main, co, w, &bias[co..co + r], tile) };
+                    }
+                }
+            }
             for (bi, &(c0, r)) in self.blocks.iter().enumerate() {
-                let v = self.isa.tiles().iter().find(|t| t.0 == r).unwrap().1;
+                if bi < main && tile_major {
+                    continue;
+                }
+                let v = v_of(r);
                 let co = gi * cog + c0;
                 let w = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
                 let bias = &bias[co..co + r];
                 for tile in pos.chunks(v) {
                     // SAFETY: tiles write disjoint output channels x positions; all reads stay
-                    // within `buf` by construction of `row` and `hp`.
-                    unsafe { ctx.tile(self.isa, r, v, gi * cig, co, w, bias, tile) };
+                    // within the padded input by construction of `row` and `hp`.
+                    unsafe { ctx.tile(self.isa, r, v, co, w, bias, tile) };
                 }
             }
         };
-        par(n_tasks, &body);
+        if g > 1 {
+            // Grouped / depthwise: one task per group, which pads its own few channels into a
+            // per-thread buffer that stays in cache.
+            par(g, &|gi: usize| {
+                SCRATCH.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    if scratch.len() < cig * ci_stride {
+                        scratch.resize(cig * ci_stride, 0.0);
+                    }
+                    for ci in 0..cig {
+                        let c = gi * cig + ci;
+                        geom.fill(&input[c * in_h * in_w..][..in_h * in_w], &mut scratch[ci * ci_stride..][..ci_stride]);
+                    }
+                    compute(scratch.as_ptr(), ci_stride, gi, &positions);
+                })
+            });
+            return;
+        }
+        // Dense: the whole input padded once (or used in place), then runs of positions across
+        // all output blocks, so a run's input slice stays in L1 while every block reads it.
+        let in_place = flat && in_w % lanes == 0;
+        let mut scratch = if in_place { Vec::new() } else { SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut())) };
+        if !in_place {
+            if scratch.len() < s.c_in * ci_stride {
+                scratch.resize(s.c_in * ci_stride, 0.0);
+            }
+            for ci in 0..s.c_in {
+                geom.fill(&input[ci * in_h * in_w..][..in_h * in_w], &mut scratch[ci * ci_stride..][..ci_stride]);
+            }
+        }
+        let (buf, ci_stride) = if in_place { (SendConstPtr(input.as_ptr()), in_w) } else { (SendConstPtr(scratch.as_ptr()), ci_stride) };
+        let v_main = self.blocks.first().map_or(1, |b| self.isa.tiles().iter().find(|t| t.0 == b.1).unwrap().1);
+        let step = if tile_major { 8 * v_main } else { 384usize.div_ceil(v_main) * v_main };
+        let n_tasks = positions.len().div_ceil(step);
+        par(n_tasks, &|t: usize| {
+            let buf = buf;
+            compute(buf.0, ci_stride, 0, &positions[t * step..((t + 1) * step).min(positions.len())])
+        });
         if !in_place {
             SCRATCH.with(|s| *s.borrow_mut() = scratch);
         }
     }
 }
+
+/// Where one channel's input goes in the padded, phase-split buffer.
+#[derive(Clone, Copy)]
+struct Geom {
+    in_h: usize,
+    in_w: usize,
+    hp: usize,
+    row: usize,
+    phase_len: usize,
+    sw: usize,
+    pt: usize,
+    pl: usize,
+}
+
+impl Geom {
+    /// Pads one channel (`in_h` x `in_w`) into `dst` (`sw` phases of `hp` x `row`): phase `r`
+    /// column `j` holds padded column `j * sw + r`. Every element of `dst` is written.
+    fn fill(&self, src: &[f32], dst: &mut [f32]) {
+        let Geom { in_h, in_w, hp, row, phase_len, sw, pt, pl } = *self;
+        for r in 0..sw {
+            let phase = &mut dst[r * phase_len..][..phase_len];
+            // Input column j * sw + r - pl is present for j in j_lo..j_hi.
+            let j_lo = if pl > r { (pl - r).div_ceil(sw) } else { 0 }.min(row);
+            let j_hi = (in_w + pl).saturating_sub(r).div_ceil(sw).clamp(j_lo, row);
+            for (yy, d) in phase.chunks_exact_mut(row).enumerate().take(hp) {
+                if yy < pt || yy >= pt + in_h {
+                    d.fill(0.0);
+                    continue;
+                }
+                let s = &src[(yy - pt) * in_w..][..in_w];
+                d[..j_lo].fill(0.0);
+                d[j_hi..].fill(0.0);
+                if j_hi == j_lo {
+                    continue;
+                }
+                let x0 = j_lo * sw + r - pl;
+                if sw == 1 {
+                    d[j_lo..j_hi].copy_from_slice(&s[x0..x0 + (j_hi - j_lo)]);
+                } else if sw == 2 {
+                    // Pairs, not step_by: this form vectorises (stride-2 7x7 depthwise spent
+                    // more time here than in its multiply-adds).
+                    let n = j_hi - j_lo;
+                    let (body, tail) = (n.min((s.len() - x0) / 2), n);
+                    for (d, pair) in d[j_lo..j_lo + body].iter_mut().zip(s[x0..x0 + 2 * body].chunks_exact(2)) {
+                        *d = pair[0];
+                    }
+                    if body < tail {
+                        d[j_lo + body] = s[x0 + 2 * body];
+                    }
+                } else {
+                    for (d, s) in d[j_lo..j_hi].iter_mut().zip(s[x0..].iter().step_by(sw)) {
+                        *d = *s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendConstPtr(*const f32);
+unsafe impl Send for SendConstPtr {}
+unsafe impl Sync for SendConstPtr {}
 
 thread_local! {
     /// The padded input buffer, kept between runs (one per calling thread).
@@ -290,7 +360,7 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 struct Ctx<'a> {
-    buf: &'a [f32],
+    buf: *const f32,
     ci_stride: usize,
     cig: usize,
     taps: &'a [usize],
@@ -303,7 +373,7 @@ const MAXV: usize = 8;
 
 impl Ctx<'_> {
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(&self, isa: Isa, r: usize, v: usize, ci0: usize, co: usize, w: &[f32], bias: &[f32], tile: &[(usize, usize, usize)]) {
+    unsafe fn tile(&self, isa: Isa, r: usize, v: usize, co: usize, w: &[f32], bias: &[f32], tile: &[(usize, usize, usize)]) {
         // Pad a short tile by repeating its first position with nothing stored.
         let mut inp = [0usize; MAXV];
         let mut outp = [0usize; MAXV];
@@ -314,7 +384,7 @@ impl Ctx<'_> {
             outp[j] = p.1;
             valid[j] = p.2;
         }
-        let base = self.buf.as_ptr().add(ci0 * self.ci_stride);
+        let base = self.buf;
         let out = self.out.0.add(co * self.plane);
         let a = Args { base, ci_stride: self.ci_stride, n_ci: self.cig, taps: self.taps, w: w.as_ptr(), bias: bias.as_ptr(), out, plane: self.plane, inp, outp, valid, clamp: self.clamp };
         macro_rules! dispatch {
@@ -601,7 +671,20 @@ mod tests {
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                 assert!((a - b).abs() <= 1e-5 * scale.sqrt() + 1e-6 * scale, "{isa:?} {spec:?} {h}x{w} at {i}: {a} vs {b}");
             }
+            // Tasks spread over threads (as with --threads N) give the same bits.
+            let mut par_got = vec![f32::NAN; spec.c_out * oh * ow];
+            packed.run(&input, h, w, &bias, &mut par_got, &three_threads);
+            assert!(got.iter().zip(&par_got).all(|(a, b)| a.to_bits() == b.to_bits()), "{isa:?} {spec:?} threaded");
         }
+    }
+
+    /// Runs tasks on three threads, interleaved.
+    pub fn three_threads(n: usize, f: &(dyn Fn(usize) + Sync)) {
+        std::thread::scope(|s| {
+            for t in 0..3 {
+                s.spawn(move || (t..n).step_by(3).for_each(f));
+            }
+        });
     }
 
     #[test]
@@ -680,7 +763,24 @@ mod tests {
         check(dense, 29, 30, Clamp::NONE, &mut rng);
     }
 
-    /// `cargo test --release --lib cpu_kernels -- --ignored --nocapture`: GMAC/s per shape.
+    /// CPU time of this thread: the machine is shared, and wall time counts other processes.
+    pub fn thread_cpu_seconds() -> f64 {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut t = Timespec { sec: 0, nsec: 0 };
+        unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.sec as f64 + t.nsec as f64 * 1e-9
+    }
+
+    /// `cargo test --release --lib cpu_kernels -- --ignored --nocapture`: GMAC/s per shape
+    /// (thread CPU time, Linux x86_64).
     #[test]
     #[ignore]
     fn speed() {
@@ -695,6 +795,7 @@ mod tests {
             ("pw 24->144 128x128", 24, 144, 1, 1, 1, 1, 0, 128, 128),
             ("pw 16->96 224x224", 16, 96, 1, 1, 1, 1, 0, 224, 224),
             ("3x3 64->64 64x128", 64, 64, 1, 3, 1, 1, 1, 64, 128),
+            ("3x3 128->128 64x128", 128, 128, 1, 3, 1, 1, 1, 64, 128),
         ];
         for (name, ci, co, g, k, s, d, p, h, w) in cases {
             let spec = ConvSpec {
@@ -715,9 +816,9 @@ mod tests {
             let mut out = vec![0f32; co * oh * ow];
             let mut best = f64::MAX;
             for _ in 0..10 {
-                let t = std::time::Instant::now();
+                let t = thread_cpu_seconds();
                 packed.run(&input, h, w, &bias, &mut out, &serial);
-                best = best.min(t.elapsed().as_secs_f64());
+                best = best.min(thread_cpu_seconds() - t);
             }
             let macs = packed.macs(h, w) as f64;
             println!("{name:<24} {:>8.3} ms {:>7.1} GMAC/s", best * 1e3, macs / best / 1e9);
