@@ -192,7 +192,11 @@ impl PackedConv {
         let row = (wp.div_ceil(sw)).max(chunks * lanes + (kw - 1) * dw / sw);
         let phase_len = hp * row;
         let ci_stride = sw * phase_len;
-        let geom = Geom { in_h, in_w, hp, row, phase_len, sw, pt: s.pad_before[0], pl: s.pad_before[1] };
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = self.isa == Isa::Avx512;
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512 = false;
+        let geom = Geom { in_h, in_w, hp, row, phase_len, sw, pt: s.pad_before[0], pl: s.pad_before[1], avx512 };
         let taps: Vec<usize> = (0..kh)
             .flat_map(|ky| (0..kw).map(move |kx| ((kx * dw) % sw) * phase_len + ky * dh * row + (kx * dw) / sw))
             .collect();
@@ -424,13 +428,110 @@ struct Geom {
     sw: usize,
     pt: usize,
     pl: usize,
+    avx512: bool,
+}
+
+/// `dst[j] = src[2 j]` (`src` holds at least `2 dst.len() - 1` values).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn evens_avx512(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(src.len() + 1 >= 2 * dst.len());
+    let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let mut j = 0;
+    while 2 * j + 32 <= src.len() && j + 16 <= dst.len() {
+        let a = _mm512_loadu_ps(src.as_ptr().add(2 * j));
+        let b = _mm512_loadu_ps(src.as_ptr().add(2 * j + 16));
+        _mm512_storeu_ps(dst.as_mut_ptr().add(j), _mm512_permutex2var_ps(a, idx, b));
+        j += 16;
+    }
+    for (k, d) in dst.iter_mut().enumerate().skip(j) {
+        *d = src[2 * k];
+    }
+}
+
+/// `ev[k] = src[2 k]`, `od[k] = src[2 k + 1]` (as far as `src` reaches).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn split2_avx512(src: &[f32], ev: &mut [f32], od: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let n = ev.len().min(od.len());
+    let mut k = 0;
+    while 2 * k + 32 <= src.len() && k + 16 <= n {
+        let a = _mm512_loadu_ps(src.as_ptr().add(2 * k));
+        let b = _mm512_loadu_ps(src.as_ptr().add(2 * k + 16));
+        _mm512_storeu_ps(ev.as_mut_ptr().add(k), _mm512_permutex2var_ps(a, ie, b));
+        _mm512_storeu_ps(od.as_mut_ptr().add(k), _mm512_permutex2var_ps(a, io, b));
+        k += 16;
+    }
+    for (i, d) in ev.iter_mut().enumerate().skip(k) {
+        *d = src[2 * i];
+    }
+    for (i, d) in od.iter_mut().enumerate().skip(k) {
+        *d = src[2 * i + 1];
+    }
 }
 
 impl Geom {
+    /// `fill` for stride 2: both phases of a row in one pass. Phase r column j holds input
+    /// column 2 j + r - pl; the phase whose first present column is even gets the even input
+    /// columns, the other the odd ones.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn fill_s2_avx512(&self, src: &[f32], dst: &mut [f32]) {
+        let Geom { in_h, in_w, hp, row, phase_len, pt, pl, .. } = *self;
+        let range = |r: usize| {
+            let j_lo = if pl > r { (pl - r).div_ceil(2) } else { 0 }.min(row);
+            let j_hi = (in_w + pl).saturating_sub(r).div_ceil(2).clamp(j_lo, row);
+            (j_lo, j_hi, (j_lo * 2 + r).saturating_sub(pl))
+        };
+        let (r0, r1) = (range(0), range(1));
+        // (range of the even-column phase, of the odd-column phase, which phase is even).
+        let (even, odd, even_phase) = if r0.2 % 2 == 0 { (r0, r1, 0) } else { (r1, r0, 1) };
+        let (p0, p1) = dst[..2 * phase_len].split_at_mut(phase_len);
+        let (pe, po) = if even_phase == 0 { (p0, p1) } else { (p1, p0) };
+        for yy in 0..hp {
+            let de = &mut pe[yy * row..][..row];
+            let dodd = &mut po[yy * row..][..row];
+            if yy < pt || yy >= pt + in_h || even.1 == even.0 && odd.1 == odd.0 {
+                de.fill(0.0);
+                dodd.fill(0.0);
+                continue;
+            }
+            let s = &src[(yy - pt) * in_w..][..in_w];
+            de[..even.0].fill(0.0);
+            de[even.1..].fill(0.0);
+            dodd[..odd.0].fill(0.0);
+            dodd[odd.1..].fill(0.0);
+            // Even phase starts at input column even.2 (even), odd phase at odd.2 = even.2 +- 1.
+            let base = even.2.min(odd.2.saturating_sub(1));
+            let (ek, ok) = ((even.2 - base) / 2, (odd.2 - 1 - base) / 2);
+            let (ne, no) = (even.1 - even.0, odd.1 - odd.0);
+            if ek == 0 && ok == 0 {
+                split2_avx512(&s[base..], &mut de[even.0..even.1], &mut dodd[odd.0..odd.1]);
+            } else {
+                for j in 0..ne {
+                    de[even.0 + j] = s[even.2 + 2 * j];
+                }
+                for j in 0..no {
+                    dodd[odd.0 + j] = s[odd.2 + 2 * j];
+                }
+            }
+        }
+    }
+
     /// Pads one channel (`in_h` x `in_w`) into `dst` (`sw` phases of `hp` x `row`): phase `r`
     /// column `j` holds padded column `j * sw + r`. Every element of `dst` is written.
     fn fill(&self, src: &[f32], dst: &mut [f32]) {
-        let Geom { in_h, in_w, hp, row, phase_len, sw, pt, pl } = *self;
+        let Geom { in_h, in_w, hp, row, phase_len, sw, pt, pl, .. } = *self;
+        #[cfg(target_arch = "x86_64")]
+        if sw == 2 && self.avx512 {
+            // SAFETY: AVX-512 checked at load (`Isa::Avx512`).
+            unsafe { self.fill_s2_avx512(src, dst) };
+            return;
+        }
         for r in 0..sw {
             let phase = &mut dst[r * phase_len..][..phase_len];
             // Input column j * sw + r - pl is present for j in j_lo..j_hi.
@@ -451,9 +552,14 @@ impl Geom {
                 if sw == 1 {
                     d[j_lo..j_hi].copy_from_slice(&s[x0..x0 + (j_hi - j_lo)]);
                 } else if sw == 2 {
-                    // Pairs, not step_by: this form vectorises (stride-2 7x7 depthwise spent
-                    // more time here than in its multiply-adds).
+                    // Stride-2 convolutions spent more time here than in their multiply-adds.
                     let n = j_hi - j_lo;
+                    #[cfg(target_arch = "x86_64")]
+                    if self.avx512 {
+                        // SAFETY: AVX-512 checked at load (`Isa::Avx512`).
+                        unsafe { evens_avx512(&s[x0..], &mut d[j_lo..j_hi]) };
+                        continue;
+                    }
                     let (body, tail) = (n.min((s.len() - x0) / 2), n);
                     for (d, pair) in d[j_lo..j_lo + body].iter_mut().zip(s[x0..x0 + 2 * body].chunks_exact(2)) {
                         *d = pair[0];
@@ -930,6 +1036,7 @@ mod tests {
             ("dw7x7 s1 96x64x64", 96, 96, 96, 7, 1, 1, 3, 64, 64),
             ("dw7x7 s1 480x16x16", 480, 480, 480, 7, 1, 1, 3, 16, 16),
             ("dw3x3 s1 144x64x64", 144, 144, 144, 3, 1, 1, 1, 64, 64),
+            ("dw3x3 s2 144x128x128", 144, 144, 144, 3, 2, 1, 1, 128, 128),
             ("pw 16->96 128x128", 16, 96, 1, 1, 1, 1, 0, 128, 128),
             ("pw 96->24 64x64", 96, 24, 1, 1, 1, 1, 0, 64, 64),
             ("pw 24->144 128x128", 24, 144, 1, 1, 1, 1, 0, 128, 128),
