@@ -222,12 +222,21 @@ impl PackedConv {
             // every block; the few tail blocks after.
             let main = self.blocks.iter().take_while(|b| b.1 == self.blocks[0].1).count();
             if tile_major {
+                // Input channels in chunks, so a tile's input for one chunk stays in L1 while
+                // every block reads it (partial sums go through the output).
+                const KC: usize = 32;
                 for tile in pos.chunks(v_main) {
-                    for (bi, &(c0, r)) in self.blocks[..main].iter().enumerate() {
-                        let co = gi * cog + c0;
-                        let w = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
-                        // SAFETY: as below.
-                        unsafe { ctx.tile(self.isa, r, v_main, co, w, &bias[co..co + r], tile) };
+                    for ci0 in (0..cig).step_by(KC) {
+                        let n_ci = KC.min(cig - ci0);
+                        for (bi, &(c0, r)) in self.blocks[..main].iter().enumerate() {
+                            let co = gi * cog + c0;
+                            let w = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
+                            // SAFETY: as below; a chunk after the first reads back what the
+                            // previous one stored at the same positions.
+                            unsafe {
+                                ctx.tile_chunk(self.isa, r, v_main, co, w, &bias[co..co + r], tile, ci0, n_ci, ci0 > 0, ci0 + n_ci == cig)
+                            };
+                        }
                     }
                 }
             }
@@ -612,7 +621,27 @@ const MAXV: usize = 8;
 
 impl Ctx<'_> {
     #[allow(clippy::too_many_arguments)]
+    /// Input channels `ci0..ci0 + n_ci` of the group into the tile; `accumulate` adds to what
+    /// the output holds (later channel chunks), `last` applies the clamp.
     unsafe fn tile(&self, isa: Isa, r: usize, v: usize, co: usize, w: &[f32], bias: &[f32], tile: &[(usize, usize, usize)]) {
+        self.tile_chunk(isa, r, v, co, w, bias, tile, 0, self.cig, false, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_chunk(
+        &self,
+        isa: Isa,
+        r: usize,
+        v: usize,
+        co: usize,
+        w: &[f32],
+        bias: &[f32],
+        tile: &[(usize, usize, usize)],
+        ci0: usize,
+        n_ci: usize,
+        accumulate: bool,
+        last: bool,
+    ) {
         // Pad a short tile by repeating its first position with nothing stored.
         let mut inp = [0usize; MAXV];
         let mut outp = [0usize; MAXV];
@@ -623,9 +652,11 @@ impl Ctx<'_> {
             outp[j] = p.1;
             valid[j] = p.2;
         }
-        let base = self.buf;
+        let base = self.buf.add(ci0 * self.ci_stride);
         let out = self.out.0.add(co * self.plane);
-        let a = Args { base, ci_stride: self.ci_stride, n_ci: self.cig, taps: self.taps, w: w.as_ptr(), bias: bias.as_ptr(), out, plane: self.plane, inp, outp, valid, clamp: self.clamp };
+        let w = w.as_ptr().add(ci0 * self.taps.len() * r);
+        let clamp = if last { self.clamp } else { Clamp::NONE };
+        let a = Args { base, ci_stride: self.ci_stride, n_ci, taps: self.taps, w, bias: bias.as_ptr(), out, plane: self.plane, inp, outp, valid, clamp, accumulate };
         macro_rules! dispatch {
             ($f:ident, $($r:literal x $v:literal),*) => {
                 match (r, v) {
@@ -657,17 +688,18 @@ struct Args<'a> {
     outp: [usize; MAXV],
     valid: [usize; MAXV],
     clamp: Clamp,
+    accumulate: bool,
 }
 
 /// The micro-kernel, written once over a vector type's operations.
 macro_rules! micro_kernel {
-    ($a:ident, $R:ident, $V:ident, $vec:ty, $zero:expr, $splat:expr, $load:expr, $fma:expr, $max:expr, $min:expr, $store:expr) => {{
+    ($a:ident, $R:ident, $V:ident, $vec:ty, $zero:expr, $splat:expr, $load:expr, $fma:expr, $max:expr, $min:expr, $store:expr, $load_out:expr) => {{
         let a = $a;
         let mut acc: [[$vec; $V]; $R] = [[$zero; $V]; $R];
         for r in 0..$R {
             let b = $splat(*a.bias.add(r));
             for v in 0..$V {
-                acc[r][v] = b;
+                acc[r][v] = if a.accumulate { $load_out(a.out.add(r * a.plane + a.outp[v]), a.valid[v]) } else { b };
             }
         }
         let ntaps = a.taps.len();
@@ -744,6 +776,15 @@ mod avx512 {
     }
     #[inline]
     #[target_feature(enable = "avx512f")]
+    pub unsafe fn load_out(p: *const f32, n: usize) -> V {
+        if n == 16 {
+            _mm512_loadu_ps(p)
+        } else {
+            _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, p)
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
     pub unsafe fn store(p: *mut f32, n: usize, y: V) {
         if n == 16 {
             _mm512_storeu_ps(p, y)
@@ -757,7 +798,7 @@ mod avx512 {
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_avx512<const R: usize, const V: usize>(a: &Args) {
     use avx512::*;
-    micro_kernel!(a, R, V, avx512::V, zero(), splat, load, fma, max, min, store)
+    micro_kernel!(a, R, V, avx512::V, zero(), splat, load, fma, max, min, store, load_out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -797,6 +838,15 @@ mod avx2 {
     }
     #[inline]
     #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn load_out(p: *const f32, n: usize) -> V {
+        if n == 8 {
+            _mm256_loadu_ps(p)
+        } else {
+            _mm256_maskload_ps(p, _mm256_loadu_si256(MASKS.as_ptr().add(8 - n) as *const __m256i))
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
     pub unsafe fn store(p: *mut f32, n: usize, y: V) {
         if n == 8 {
             _mm256_storeu_ps(p, y)
@@ -810,7 +860,7 @@ mod avx2 {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_avx2<const R: usize, const V: usize>(a: &Args) {
     use avx2::*;
-    micro_kernel!(a, R, V, avx2::V, zero(), splat, load, fma, max, min, store)
+    micro_kernel!(a, R, V, avx2::V, zero(), splat, load, fma, max, min, store, load_out)
 }
 
 /// Plain Rust with the same blocking, for CPUs without AVX2 (and as the tests' second opinion).
@@ -841,6 +891,10 @@ mod portable {
         std::array::from_fn(|i| x[i].min(y[i]))
     }
     #[inline(always)]
+    pub unsafe fn load_out(p: *const f32, n: usize) -> V {
+        std::array::from_fn(|i| if i < n { *p.add(i) } else { 0.0 })
+    }
+    #[inline(always)]
     pub unsafe fn store(p: *mut f32, n: usize, y: V) {
         for (i, v) in y.iter().enumerate().take(n) {
             *p.add(i) = *v;
@@ -850,7 +904,7 @@ mod portable {
 
 unsafe fn tile_portable<const R: usize, const V: usize>(a: &Args) {
     use portable::*;
-    micro_kernel!(a, R, V, portable::V, zero(), splat, load, fma, max, min, store)
+    micro_kernel!(a, R, V, portable::V, zero(), splat, load, fma, max, min, store, load_out)
 }
 
 /// Plain reference convolution (tests).
@@ -1006,7 +1060,17 @@ mod tests {
         dense.stride = [2, 2];
         dense.pad_before = [1, 1];
         dense.pad_after = [1, 1];
-        check(dense, 29, 30, Clamp::NONE, &mut rng);
+        check(dense.clone(), 29, 30, Clamp::NONE, &mut rng);
+        // More input channels than one chunk (partial sums through the output; clamp last).
+        let mut deep = dense;
+        deep.c_in = 70;
+        deep.c_out = 19;
+        deep.stride = [1, 1];
+        check(deep.clone(), 13, 21, Clamp { lo: 0.0, hi: 0.3 }, &mut rng);
+        deep.group = 2;
+        deep.c_in = 2 * 37;
+        deep.c_out = 2 * 9;
+        check(deep, 11, 17, Clamp { lo: 0.0, hi: f32::INFINITY }, &mut rng);
     }
 
     /// CPU time of this thread: the machine is shared, and wall time counts other processes.
