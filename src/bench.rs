@@ -42,6 +42,30 @@ pub struct BenchRow {
     pub inference_p95_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<PipelineFigures>,
+    /// GPU backend only: the plan and a per-kernel profile.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gpu: Vec<GpuFigures>,
+}
+
+/// One model on the GPU: where the time goes and what the depthwise shaders achieve.
+#[derive(Debug, Serialize)]
+pub struct GpuFigures {
+    pub model: String,
+    pub plan: String,
+    /// Milliseconds per shader family, each kernel timed alone (sums exceed a pipelined run).
+    pub shader_ms: Vec<(String, f64)>,
+    pub depthwise: Vec<DepthwiseFigures>,
+}
+
+/// A depthwise convolution of the model: the tiled shader against the naive reference.
+#[derive(Debug, Serialize)]
+pub struct DepthwiseFigures {
+    pub kernel: String,
+    pub tiled_ms: f64,
+    pub naive_ms: f64,
+    /// Minimum bytes moved (input, output, weights) over the tiled shader's time.
+    pub tiled_gb_per_s: f64,
+    pub tiled_gmac_per_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,10 +86,22 @@ fn open_session(spec: ModelSpec, random: bool) -> Result<ModelSession> {
 
 pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
     let catalog = Catalog::builtin();
-    let info = video_source::probe(&job.clip)?;
-    let first = VideoReader::open(&info)?
-        .next_frame()?
-        .with_context(|| format!("{} has no frames", job.clip.display()))?;
+    // With an exact --input size and no clip (e.g. a GPU machine without ffmpeg), a synthetic
+    // frame of that size stands in: speed does not depend on pixel values.
+    let (first, _info) = match (job.input, job.clip.is_file()) {
+        (Some((h, w)), false) => {
+            eprintln!("note: {} not found; measuring on a synthetic {w}x{h} frame", job.clip.display());
+            let rgb = (0..w * h * 3).map(|i| ((i * 7) % 251) as u8).collect();
+            (Frame { width: w, height: h, rgb, index: 0, timestamp_s: 0.0 }, None)
+        }
+        _ => {
+            let info = video_source::probe(&job.clip)?;
+            let first = VideoReader::open(&info)?
+                .next_frame()?
+                .with_context(|| format!("{} has no frames", job.clip.display()))?;
+            (first, Some(info))
+        }
+    };
     let names: Vec<String> = if job.models.is_empty() {
         vec![Catalog::default_for(Task::Pose).into(), Catalog::default_for(Task::Segmentation).into()]
     } else {
@@ -98,10 +134,11 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
                 Task::Segmentation => analyzer.seg = Some(session),
             }
         }
-        analyzer.prepare_for(info.width, info.height)?;
+        analyzer.prepare_for(first.width, first.height)?;
         // Inference alone, on the clip's first frame, per model.
         let mut samples = Vec::new();
         let mut shapes = Vec::new();
+        let mut gpu = Vec::new();
         for s in analyzer.pose.iter_mut().chain(analyzer.seg.iter_mut()) {
             if let Some(dir) = &job.export_onnx {
                 let path = dir.join(format!("{}.onnx", s.spec.name));
@@ -110,6 +147,9 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
             }
             samples.push(time_inference(s, &first, job.runs)?);
             shapes.push(s.prepare_for(first.width, first.height)?.input_shape().to_vec());
+            if let Some(g) = gpu_figures(s, &first)? {
+                gpu.push(g);
+            }
         }
         // Sum per run across the models of this configuration.
         let per_run: Vec<f64> = (0..job.runs).map(|i| samples.iter().map(|s| s[i]).sum()).collect();
@@ -138,6 +178,7 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
             inference_p50_ms: lat.p50_ms,
             inference_p95_ms: lat.p95_ms,
             pipeline,
+            gpu,
         };
         let shape = shapes.iter().map(|s| hw(s)).collect::<Vec<_>>().join("+");
         match &row.pipeline {
@@ -146,6 +187,9 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
                 row.model, shape, row.inference_p50_ms, row.inference_p95_ms, p.fps, p.wall_ms_per_frame, p.overhead_percent
             ),
             None => println!("{:<32} {:>14} {:>9.1} {:>9.1}", row.model, shape, row.inference_p50_ms, row.inference_p95_ms),
+        }
+        for g in &row.gpu {
+            print_gpu(g);
         }
         rows.push(row);
     }
@@ -188,4 +232,69 @@ fn time_inference(s: &mut ModelSession, frame: &Frame, runs: usize) -> Result<Ve
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(times)
+}
+
+/// Profiles a model planned on the GPU: per-shader time, and each depthwise convolution on the
+/// tiled shader against the naive one (the same graph planned with `ConvImpl::Naive`).
+fn gpu_figures(s: &mut ModelSession, frame: &Frame) -> Result<Option<GpuFigures>> {
+    use crate::engine::gpu::graph::{ConvImpl, PlanOptions};
+    use crate::engine::gpu::GpuEngine;
+    let (input, _) = crate::preprocess::prepare(&s.spec, frame);
+    let bytes = s.onnx_bytes(frame.width, frame.height)?;
+    let name = s.spec.name.clone();
+    let dtype = s.spec.input.dtype;
+    let engine = s.prepare_for(frame.width, frame.height)?;
+    let Some(gpu) = engine.as_gpu() else { return Ok(None) };
+    let fast = gpu.profile(&input)?;
+    let plan = gpu.summary();
+    let naive_opts = PlanOptions { conv: ConvImpl::Naive, ..Default::default() };
+    let mut naive_engine = GpuEngine::load_with(&bytes, &name, dtype, input.shape.as_slice(), &naive_opts)?;
+    let naive = naive_engine.profile(&input)?;
+    let mut shader_ms: Vec<(String, f64)> = vec![];
+    for k in &fast {
+        match shader_ms.iter_mut().find(|(n, _)| n == k.shader) {
+            Some(slot) => slot.1 += k.seconds * 1e3,
+            None => shader_ms.push((k.shader.to_string(), k.seconds * 1e3)),
+        }
+    }
+    shader_ms.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut depthwise = vec![];
+    if fast.len() == naive.len() {
+        for (f, n) in fast.iter().zip(&naive) {
+            if f.shader == "depthwise_tiled" {
+                depthwise.push(DepthwiseFigures {
+                    kernel: f.label.clone(),
+                    tiled_ms: f.seconds * 1e3,
+                    naive_ms: n.seconds * 1e3,
+                    tiled_gb_per_s: f.bytes as f64 / f.seconds / 1e9,
+                    tiled_gmac_per_s: f.macs as f64 / f.seconds / 1e9,
+                });
+            }
+        }
+    }
+    Ok(Some(GpuFigures { model: name, plan, shader_ms, depthwise }))
+}
+
+fn print_gpu(g: &GpuFigures) {
+    println!("  {} on the GPU: {}", g.model, g.plan);
+    let total: f64 = g.shader_ms.iter().map(|(_, ms)| ms).sum();
+    let parts: Vec<String> = g.shader_ms.iter().map(|(n, ms)| format!("{n} {ms:.2} ms ({:.0}%)", 100.0 * ms / total.max(1e-9))).collect();
+    println!("  kernels timed one by one: {total:.2} ms: {}", parts.join(", "));
+    if !g.depthwise.is_empty() {
+        let tiled: f64 = g.depthwise.iter().map(|d| d.tiled_ms).sum();
+        let naive: f64 = g.depthwise.iter().map(|d| d.naive_ms).sum();
+        println!("  depthwise convolutions: tiled {tiled:.2} ms, naive {naive:.2} ms ({:.2}x)", naive / tiled.max(1e-9));
+        println!("  {:<24} {:>10} {:>10} {:>8} {:>9} {:>9}", "kernel", "tiled ms", "naive ms", "speedup", "GB/s", "GMAC/s");
+        for d in &g.depthwise {
+            println!(
+                "  {:<24} {:>10.3} {:>10.3} {:>7.2}x {:>9.1} {:>9.1}",
+                d.kernel,
+                d.tiled_ms,
+                d.naive_ms,
+                d.naive_ms / d.tiled_ms.max(1e-9),
+                d.tiled_gb_per_s,
+                d.tiled_gmac_per_s
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use edgesight::analyzer::{Analyzer, ModelChoice};
 use edgesight::catalog::{models_dir, Catalog, SizeRule, Task};
 use edgesight::decode::PoseThresholds;
+use edgesight::engine::Backend;
 use edgesight::render::Style;
 use edgesight::{bench, convert, images, live, pipeline};
 use std::path::PathBuf;
@@ -20,6 +21,10 @@ struct Cli {
     /// cores to video decoding and encoding.
     #[arg(long, global = true, default_value_t = 1)]
     threads: usize,
+    /// Where inference runs: cpu (tract), gpu (wgpu compute shaders; error without a GPU
+    /// adapter) or auto (the GPU when one is found, else the CPU, with a notice).
+    #[arg(long, global = true, value_enum, default_value_t = Backend::Cpu)]
+    backend: Backend,
 }
 
 #[derive(Subcommand)]
@@ -192,8 +197,8 @@ fn live_options(a: LiveArgs) -> Result<live::LiveOptions> {
     let person_threshold = a.models.person_threshold;
     Ok(live::LiveOptions {
         source,
-        pose: live::worker::WorkerConfig { model: choice.pose, file: choice.pose_file, size: choice.pose_size, person_threshold },
-        seg: live::worker::WorkerConfig { model: choice.seg, file: choice.seg_file, size: choice.seg_size, person_threshold },
+        pose: live::worker::WorkerConfig { model: choice.pose, file: choice.pose_file, size: choice.pose_size, person_threshold, backend: edgesight::engine::default_backend() },
+        seg: live::worker::WorkerConfig { model: choice.seg, file: choice.seg_file, size: choice.seg_size, person_threshold, backend: edgesight::engine::default_backend() },
         style: a.models.style(),
         frames: a.frames,
         screenshot: a.screenshot,
@@ -310,6 +315,7 @@ fn list_models() {
 
 fn run(cli: Cli) -> Result<()> {
     edgesight::engine::tract_cpu::set_threads(cli.threads)?;
+    edgesight::engine::set_default_backend(cli.backend);
     let command = match cli.command {
         Some(c) => c,
         None => {

@@ -6,8 +6,7 @@ use crate::convert;
 use crate::decode::{self, PoseThresholds};
 use crate::decode::Segmentation;
 use crate::detections::Person;
-use crate::engine::tract_cpu::TractEngine;
-use crate::engine::Engine;
+use crate::engine::{self, Backend, Engine};
 use crate::frame::Frame;
 use crate::preprocess;
 use anyhow::{Context, Result};
@@ -38,6 +37,8 @@ pub struct ModelSession {
     checkpoint: Option<(convert::Arch, convert::Entries)>,
     engines: HashMap<Vec<usize>, Box<dyn Engine>>,
     backend: String,
+    /// Where new engines are planned (`set_backend` drops the planned ones).
+    backend_choice: Backend,
     pose_decoder: decode::PoseDecoder,
 }
 
@@ -62,7 +63,7 @@ impl ModelSession {
         } else {
             None
         };
-        Ok(ModelSession { spec, path: path.to_path_buf(), checkpoint, engines: HashMap::new(), backend: String::new(), pose_decoder: Default::default() })
+        Ok(ModelSession { spec, path: path.to_path_buf(), checkpoint, engines: HashMap::new(), backend: String::new(), backend_choice: engine::default_backend(), pose_decoder: Default::default() })
     }
 
     /// A session for an architecture with seeded random weights instead of a file: for speed
@@ -74,7 +75,7 @@ impl ModelSession {
         let arch = convert::arch(arch)?;
         let entries = convert::random_entries(arch, seed);
         let path = PathBuf::from(format!("<random weights for {}>", spec.name));
-        Ok(ModelSession { spec, path, checkpoint: Some((arch, entries)), engines: HashMap::new(), backend: String::new(), pose_decoder: Default::default() })
+        Ok(ModelSession { spec, path, checkpoint: Some((arch, entries)), engines: HashMap::new(), backend: String::new(), backend_choice: engine::default_backend(), pose_decoder: Default::default() })
     }
 
     /// The ONNX graph this session runs for frames of `frame_w` x `frame_h` (for export).
@@ -93,20 +94,33 @@ impl ModelSession {
         let (h, w) = self.spec.input_size(frame_w, frame_h);
         let shape = self.spec.input_shape(h, w).to_vec();
         if !self.engines.contains_key(&shape) {
-            let engine = match &self.checkpoint {
+            let (bytes, label) = match &self.checkpoint {
                 Some((arch, entries)) => {
                     let label = format!("checkpoint {}", self.path.display());
                     let built = convert::build(*arch, entries, h, w).with_context(|| label.clone())?;
-                    TractEngine::load_onnx(&built.onnx, &label, &self.spec, &shape)?
+                    (built.onnx, label)
                 }
-                None => TractEngine::load(&self.path, &self.spec, &shape)?,
+                None => (engine::read_model_file(&self.path)?, format!("model file {}", self.path.display())),
             };
+            let engine = engine::load(self.backend_choice, &bytes, &label, &self.spec, &shape)?;
             decode::check_output_shapes(&self.spec, engine.output_shapes())
                 .with_context(|| format!("model file {} does not fit '{}'", self.path.display(), self.spec.name))?;
             self.backend = engine.backend_name();
-            self.engines.insert(shape.clone(), Box::new(engine));
+            self.engines.insert(shape.clone(), engine);
         }
         Ok(self.engines.get_mut(&shape).expect("inserted above"))
+    }
+
+    /// Plans future engines on `backend` (engines already planned for another one are dropped).
+    pub fn set_backend(&mut self, backend: Backend) {
+        if backend != self.backend_choice {
+            self.backend_choice = backend;
+            self.engines.clear();
+        }
+    }
+
+    pub fn backend_choice(&self) -> Backend {
+        self.backend_choice
     }
 
     pub fn backend_name(&self) -> &str {

@@ -346,3 +346,30 @@ fn threads_flag_runs_multithreaded_and_rejects_zero() {
     let r = edgesight(&["video", s(&clip()), "--out", s(&out.join("v")), "--threads", "0"]);
     assert_clean_failure(&r, &["--threads must be between 1 and 256"]);
 }
+
+/// `--backend gpu` without any adapter is one clear error; `auto` falls back to the CPU and says so.
+/// (WGPU_BACKEND=metal on Linux leaves wgpu with no backend to search.)
+#[test]
+fn gpu_backend_without_adapter() {
+    let out = scratch("no_adapter");
+    let img = repo("tests/data/coco/000000000785.jpg");
+    let run = |backend: &str| {
+        Command::new(BIN)
+            .env("WGPU_BACKEND", "metal")
+            .args(["--backend", backend, "image", s(&img), "--out", s(&out), "--seg", "none"])
+            .output()
+            .unwrap()
+    };
+    if cfg!(target_os = "macos") {
+        return;
+    }
+    assert_clean_failure(&run("gpu"), &["no GPU adapter found", "--backend cpu"]);
+    let r = run("auto");
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{stderr}");
+    assert!(stderr.contains("--backend auto: no GPU adapter found") && stderr.contains("running on the CPU"), "{stderr}");
+    // An unknown backend is a usage error (clap, exit 2).
+    let r = edgesight(&["--backend", "tpu", "models"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("possible values: cpu, gpu, auto"));
+}

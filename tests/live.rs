@@ -288,3 +288,27 @@ fn live_with_a_camera_that_is_missing_shows_a_message_and_exits_cleanly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("camera 7"), "the problem is reported: {stderr}");
 }
+
+/// The live window with segmentation on the GPU backend (lavapipe in CI): it runs, and results
+/// reach the screen.
+#[test]
+fn live_window_with_the_gpu_backend() {
+    if edgesight::engine::gpu::context().is_err() && std::env::var("EDGESIGHT_REQUIRE_GPU").as_deref() != Ok("1") {
+        eprintln!("skipping: no GPU adapter");
+        return;
+    }
+    let Some(x) = xvfb_or_skip("live_window_with_the_gpu_backend") else { return };
+    let dir = scratch("live-gpu");
+    let stats = dir.join("stats.json");
+    let clip = repo("assets/vtest-4s.mp4");
+    let out = live(
+        &x,
+        &["--backend", "gpu", "--source", clip.to_str().unwrap(), "--pose", "none", "--frames", "20", "--stats", stats.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\nstderr: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    let e2e = s["run"]["seg"]["e2e"]["p50_ms"].as_f64().unwrap_or(0.0);
+    assert!(e2e > 0.0, "no segmentation result reached the screen: {s:#}");
+}

@@ -1,10 +1,15 @@
 //! Inference engines behind one trait, so decoders and pipelines never see a backend's types.
-//! `tract_cpu` is the CPU engine; a GPU engine implements the same trait.
+//! `tract_cpu` is the CPU engine (tract); `gpu` runs the same ONNX graphs on wgpu compute shaders.
+//! `load` picks one by `Backend` (cpu, gpu, or auto: the GPU when an adapter exists).
 
 pub mod cpu_kernels;
+pub mod gpu;
 pub mod tract_cpu;
 
-use anyhow::Result;
+use crate::catalog::ModelSpec;
+use anyhow::{bail, Result};
+use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorData {
@@ -43,4 +48,93 @@ pub trait Engine: Send {
     fn output_shapes(&self) -> &[Vec<usize>];
     /// A short name for reports, e.g. "cpu (tract 0.23.9)".
     fn backend_name(&self) -> String;
+    /// The GPU engine behind this trait object, for GPU-only reports (profiles, plan summary).
+    fn as_gpu(&mut self) -> Option<&mut gpu::GpuEngine> {
+        None
+    }
+}
+
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// tract on the CPU.
+    #[default]
+    Cpu,
+    /// wgpu compute shaders (Vulkan, Metal, DX12, GL); fails when no GPU adapter exists.
+    Gpu,
+    /// The GPU when an adapter exists and the model plans on it, else the CPU (and says so).
+    Auto,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
+            Backend::Auto => "auto",
+        }
+    }
+
+    fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+static DEFAULT_BACKEND: AtomicU8 = AtomicU8::new(0);
+
+/// The backend new model sessions start with (the `--backend` flag).
+pub fn set_default_backend(b: Backend) {
+    DEFAULT_BACKEND.store(b.code(), Ordering::Relaxed);
+}
+
+pub fn default_backend() -> Backend {
+    match DEFAULT_BACKEND.load(Ordering::Relaxed) {
+        1 => Backend::Gpu,
+        2 => Backend::Auto,
+        _ => Backend::Cpu,
+    }
+}
+
+/// Largest model file read (an edge model is a few MB; this guards against reading a disk image).
+const MAX_MODEL_BYTES: u64 = 1 << 30;
+
+/// Reads a model file with a size check, naming it in every error.
+pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("model file {shown}: {e}"))?;
+    if !meta.is_file() {
+        bail!("model file {shown} is not a regular file");
+    }
+    if meta.len() > MAX_MODEL_BYTES {
+        bail!("model file {shown} is {} bytes, larger than the {MAX_MODEL_BYTES}-byte limit", meta.len());
+    }
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("model file {shown}: {e}"))
+}
+
+/// Plans ONNX `bytes` (described by `spec`) for `input_shape` on `backend`.
+pub fn load(backend: Backend, bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize]) -> Result<Box<dyn Engine>> {
+    if backend == Backend::Cpu {
+        return Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape)?));
+    }
+    // The CPU loader's checks first, so a wrong file gives the same message on every backend.
+    tract_cpu::check_onnx(bytes, label, spec, input_shape)?;
+    match gpu::GpuEngine::load_onnx(bytes, label, spec, input_shape) {
+        Ok(g) => Ok(Box::new(g)),
+        Err(e) if backend == Backend::Auto => {
+            warn_once(&format!("--backend auto: {e:#}; running on the CPU"));
+            Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape)?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Prints a fallback notice once per distinct message (not once per planned input size).
+fn warn_once(msg: &str) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if !seen.iter().any(|m| m == msg) {
+        eprintln!("edgesight: {msg}");
+        seen.push(msg.to_string());
+    }
 }

@@ -32,22 +32,11 @@ pub fn set_threads(n: usize) -> Result<()> {
 /// The thread count last set, for reports.
 static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
-/// Largest model file read (an edge model is a few MB; this guards against reading a disk image).
-const MAX_MODEL_BYTES: u64 = 1 << 30;
-
 impl TractEngine {
     /// Loads `path` as the model `spec` describes, planned for `input_shape` (in the model's layout).
     pub fn load(path: &Path, spec: &ModelSpec, input_shape: &[usize]) -> Result<TractEngine> {
-        let shown = path.display();
-        let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("model file {shown}: {e}"))?;
-        if !meta.is_file() {
-            bail!("model file {shown} is not a regular file");
-        }
-        if meta.len() > MAX_MODEL_BYTES {
-            bail!("model file {shown} is {} bytes, larger than the {MAX_MODEL_BYTES}-byte limit", meta.len());
-        }
-        let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("model file {shown}: {e}"))?;
-        Self::load_onnx(&bytes, &format!("model file {shown}"), spec, input_shape)
+        let bytes = super::read_model_file(path)?;
+        Self::load_onnx(&bytes, &format!("model file {}", path.display()), spec, input_shape)
     }
 
     /// Loads ONNX bytes (e.g. a graph converted in memory); `label` names them in errors.
@@ -90,6 +79,14 @@ pub fn optimize(model: InferenceModel) -> TractResult<TypedModel> {
     let mut m = m.into_decluttered()?;
     super::cpu_kernels::patch_model(&mut m)?;
     m.into_optimized()
+}
+
+/// Checks that ONNX `bytes` parse and declare the input `spec` describes, without planning.
+pub fn check_onnx(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize]) -> Result<()> {
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .map_err(|e| anyhow::anyhow!("{label} is not a valid ONNX model: {e}"))?;
+    check_input(&model, spec, input_shape).with_context(|| format!("{label} does not fit '{}'", spec.name))
 }
 
 /// Rejects a model whose declared input does not match the description: one input, the rank,

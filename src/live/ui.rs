@@ -9,6 +9,7 @@ use super::capture::{self, CameraEntry, SourceSpec};
 use super::hud::{Hud, HudFigures, P50P95};
 use super::worker::{Kind, ModelResult};
 use super::{Event, LiveOptions, Shared};
+use crate::engine::Backend;
 use crate::catalog::{models_dir, Catalog, Task};
 use crate::frame::Frame;
 use crate::render::{self, Overlay, Style};
@@ -627,9 +628,26 @@ impl LiveApp {
                 ui.label(RichText::new(s).color(Color32::YELLOW));
             }
         }
-        egui::ComboBox::from_label("backend").selected_text("cpu (tract)").show_ui(ui, |ui| {
-            let _ = ui.selectable_label(true, "cpu (tract)");
+        let current = self.shared.config(Kind::Pose).backend;
+        let mut backend = current;
+        let label = |b: Backend| match b {
+            Backend::Cpu => "cpu (tract)",
+            Backend::Gpu => "gpu (wgpu shaders)",
+            Backend::Auto => "auto",
+        };
+        egui::ComboBox::from_label("backend").selected_text(label(current)).show_ui(ui, |ui| {
+            for b in [Backend::Cpu, Backend::Gpu, Backend::Auto] {
+                ui.selectable_value(&mut backend, b, label(b));
+            }
         });
+        if backend != current {
+            // Both workers replan on the new backend; a failure (no adapter) shows as their status.
+            for kind in [Kind::Pose, Kind::Seg] {
+                let mut c = self.shared.config(kind);
+                c.backend = backend;
+                self.shared.set_config(kind, c);
+            }
+        }
         let mut pose = self.shared.config(Kind::Pose);
         if ui.add(egui::Slider::new(&mut pose.person_threshold, 0.0..=1.0).text("person threshold")).changed() {
             self.shared.set_config(Kind::Pose, pose);

@@ -5,6 +5,7 @@
 
 use super::{Captured, Event, Shared};
 use crate::analyzer::{AnalysisTimes, Analyzer, ModelChoice};
+use crate::engine::Backend;
 use crate::decode::PoseThresholds;
 use crate::detections::{ClassMap, Mask, Person};
 use crate::session::StageTimes;
@@ -29,16 +30,24 @@ pub struct WorkerConfig {
     /// Pose input's longest side.
     pub size: Option<usize>,
     pub person_threshold: f32,
+    /// Where inference runs (changing it replans the model).
+    pub backend: Backend,
 }
 
 impl WorkerConfig {
     pub fn off() -> WorkerConfig {
-        WorkerConfig { model: None, file: None, size: None, person_threshold: PoseThresholds::default().person }
+        WorkerConfig {
+            model: None,
+            file: None,
+            size: None,
+            person_threshold: PoseThresholds::default().person,
+            backend: crate::engine::default_backend(),
+        }
     }
 
     /// What needs a reload when it changes (thresholds do not).
-    fn key(&self) -> (Option<String>, Option<PathBuf>, Option<usize>) {
-        (self.model.clone(), self.file.clone(), self.size)
+    fn key(&self) -> (Option<String>, Option<PathBuf>, Option<usize>, Backend) {
+        (self.model.clone(), self.file.clone(), self.size, self.backend)
     }
 }
 
@@ -75,7 +84,11 @@ fn load(kind: Kind, c: &WorkerConfig) -> anyhow::Result<Analyzer> {
             choice.seg_size = c.size;
         }
     }
-    Analyzer::new(&choice, PoseThresholds { person: c.person_threshold })
+    let mut a = Analyzer::new(&choice, PoseThresholds { person: c.person_threshold })?;
+    for s in a.pose.iter_mut().chain(a.seg.iter_mut()) {
+        s.set_backend(c.backend);
+    }
+    Ok(a)
 }
 
 pub fn run(shared: Arc<Shared>, kind: Kind) {
@@ -84,7 +97,7 @@ pub fn run(shared: Arc<Shared>, kind: Kind) {
         Kind::Seg => (&shared.seg_in, &shared.seg_out),
     };
     // The configuration last tried (loaded or failed), and the model when it loaded.
-    let mut tried: Option<(Option<String>, Option<PathBuf>, Option<usize>)> = None;
+    let mut tried: Option<(Option<String>, Option<PathBuf>, Option<usize>, Backend)> = None;
     let mut analyzer: Option<Analyzer> = None;
     let mut model_name = String::new();
     while !shared.stopping() {

@@ -1,0 +1,425 @@
+//! Every GPU shader against tract on one-op ONNX graphs with random shapes and parameters:
+//! odd sizes, stride 2, dilation, kernels 1..35 (square and strips), channel counts that are not
+//! multiples of 4, broadcasting. Max |gpu - tract| <= 1e-4 x the reference's range (plus a small
+//! absolute floor for outputs that are nearly constant).
+//! Without a GPU adapter these skip (EDGESIGHT_REQUIRE_GPU=1 turns that into a failure).
+
+use edgesight::catalog::DType;
+use edgesight::convert::onnx::{attr_float, attr_int, attr_ints, attr_string, encode, Dim, OnnxGraph};
+use edgesight::engine::gpu::graph::{ConvImpl, PlanOptions};
+use edgesight::engine::gpu::{self, GpuEngine};
+use edgesight::engine::{Engine, Tensor};
+use edgesight::rng::SplitMix64;
+use tract_onnx::pb::AttributeProto;
+use tract_onnx::prelude::*;
+
+fn gpu_available() -> bool {
+    match gpu::context() {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("EDGESIGHT_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("EDGESIGHT_REQUIRE_GPU=1 but {e:#}");
+            }
+            eprintln!("skipping GPU test: {e:#}");
+            false
+        }
+    }
+}
+
+fn rand_vec(r: &mut SplitMix64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| lo + (hi - lo) * r.unit_f32()).collect()
+}
+
+fn between(r: &mut SplitMix64, lo: usize, hi: usize) -> usize {
+    lo + r.below(hi - lo + 1)
+}
+
+fn dims(shape: &[usize]) -> Vec<Dim> {
+    shape.iter().map(|&d| Dim::Fixed(d as i64)).collect()
+}
+
+const OUT_NAMES: [&str; 6] = ["o0", "o1", "o2", "o3", "o4", "o5"];
+
+/// A graph of one op on input `x` (shape `xs`), built by `body`, with `out_rank` output axes.
+fn one_op(xs: &[usize], out_rank: usize, body: impl FnOnce(&mut OnnxGraph, &str) -> String) -> Vec<u8> {
+    let mut g = OnnxGraph::new();
+    let x = g.input("x", &dims(xs));
+    let y = body(&mut g, &x);
+    let out: Vec<Dim> = OUT_NAMES[..out_rank].iter().map(|n| Dim::Named(n)).collect();
+    g.output(&y, "y", &out);
+    encode(&g.finish("gpu_ops test"))
+}
+
+fn tract_run(onnx: &[u8], x: &Tensor) -> (Vec<usize>, Vec<f32>) {
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &onnx[..])
+        .unwrap()
+        .with_input_fact(0, f32::fact(&x.shape).into())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let t = tract_onnx::prelude::Tensor::from_shape(&x.shape, x.as_f32().unwrap()).unwrap();
+    let out = model.run(tvec!(t.into())).unwrap().remove(0);
+    let out = out.cast_to::<f32>().unwrap();
+    (out.shape().to_vec(), out.to_plain_array_view::<f32>().unwrap().iter().copied().collect())
+}
+
+/// Runs the graph on both backends and checks the tolerance; returns the output shape.
+fn check(label: &str, onnx: &[u8], x: &Tensor, conv: ConvImpl) -> Vec<usize> {
+    check_with(label, onnx, x, PlanOptions { conv, ..Default::default() })
+}
+
+fn check_with(label: &str, onnx: &[u8], x: &Tensor, opts: PlanOptions) -> Vec<usize> {
+    let (shape, want) = tract_run(onnx, x);
+    let mut e = GpuEngine::load_with(onnx, label, DType::F32, &x.shape, &opts).unwrap_or_else(|err| panic!("{label}: {err:#}"));
+    assert!(e.tail_ops().is_empty(), "{label}: ops left on the CPU: {:?}", e.tail_ops());
+    let got = e.run(x).unwrap_or_else(|err| panic!("{label}: {err:#}")).remove(0);
+    assert_eq!(got.shape, shape, "{label}: shape");
+    let got = got.as_f32().unwrap();
+    let (lo, hi) = want.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+    let scale = (hi - lo).max(1e-3);
+    let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(
+        worst <= 1e-4 * scale && got.iter().all(|v| v.is_finite()),
+        "{label}: max |diff| {worst:e} over range {scale:e} (limit 1e-4 relative)"
+    );
+    shape
+}
+
+fn input(r: &mut SplitMix64, shape: &[usize]) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::f32(shape.to_vec(), rand_vec(r, n, -1.0, 1.0))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_graph(xs: &[usize], oc: usize, k: [usize; 2], s: usize, d: [usize; 2], p: [usize; 4], g: usize, bias: bool, r: &mut SplitMix64) -> Vec<u8> {
+    let icg = xs[1] / g;
+    let w = rand_vec(r, oc * icg * k[0] * k[1], -0.5, 0.5);
+    let b = rand_vec(r, oc, -0.5, 0.5);
+    one_op(xs, 4, |gr, x| {
+        let wshape = [oc, icg, k[0], k[1]];
+        let wn = gr.constant("w", &wshape, &w);
+        let bn = gr.constant("b", &[oc], &b);
+        let mut ins = vec![x, wn.as_str()];
+        if bias {
+            ins.push(&bn);
+        }
+        let attrs = vec![
+            attr_ints("kernel_shape", &[k[0] as i64, k[1] as i64]),
+            attr_ints("strides", &[s as i64, s as i64]),
+            attr_ints("pads", &p.map(|v| v as i64)),
+            attr_ints("dilations", &[d[0] as i64, d[1] as i64]),
+            attr_int("group", g as i64),
+        ];
+        gr.node("Conv", &ins, attrs)
+    })
+}
+
+#[test]
+fn depthwise_convolutions_random() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(11);
+    // Fixed cases for the large-kernel shapes the models use, then random ones.
+    let mut cases: Vec<([usize; 2], usize, [usize; 2])> = vec![
+        ([35, 35], 1, [1, 1]),
+        ([1, 35], 1, [1, 1]),
+        ([35, 1], 2, [1, 1]),
+        ([1, 11], 1, [3, 3]),
+        ([11, 1], 1, [3, 3]),
+        ([7, 7], 2, [1, 1]),
+        ([23, 23], 1, [1, 1]),
+        ([3, 3], 1, [2, 2]),
+    ];
+    for _ in 0..16 {
+        let strip = r.below(3);
+        let len = between(&mut r, 1, 35);
+        let k = match strip {
+            0 => [1, len],
+            1 => [len, 1],
+            _ => [between(&mut r, 1, 9), between(&mut r, 1, 9)],
+        };
+        cases.push((k, between(&mut r, 1, 2), [between(&mut r, 1, 3), between(&mut r, 1, 3)]));
+    }
+    for (i, (k, s, d)) in cases.into_iter().enumerate() {
+        let c = between(&mut r, 1, 13);
+        let ph = (k[0] - 1) * d[0] / 2;
+        let pw = (k[1] - 1) * d[1] / 2;
+        let p = [between(&mut r, 0, ph), between(&mut r, 0, pw), ph, pw];
+        let min_h = ((k[0] - 1) * d[0] + 1).saturating_sub(p[0] + p[2]).max(1);
+        let min_w = ((k[1] - 1) * d[1] + 1).saturating_sub(p[1] + p[3]).max(1);
+        let h = between(&mut r, min_h, min_h + 37);
+        let w = between(&mut r, min_w, min_w + 41);
+        let xs = [1, c, h, w];
+        let onnx = conv_graph(&xs, c, k, s, d, p, c, r.below(2) == 0, &mut r);
+        let x = input(&mut r, &xs);
+        let label = format!("depthwise case {i}: x {xs:?} k {k:?} s {s} d {d:?} p {p:?}");
+        check(&format!("{label} (tiled)"), &onnx, &x, ConvImpl::Fast);
+        check(&format!("{label} (naive)"), &onnx, &x, ConvImpl::Naive);
+    }
+}
+
+#[test]
+fn dense_and_grouped_convolutions_random() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(12);
+    // Pointwise convolutions (the tiled matrix-product shader): sizes around its 64 x 64 x 16 tiles.
+    for (i, (n, ic, oc, h, w)) in [(1, 3, 5, 7, 9), (2, 17, 70, 9, 8), (1, 64, 64, 8, 8), (1, 33, 129, 13, 11), (1, 130, 24, 16, 16)].into_iter().enumerate() {
+        let xs = [n, ic, h, w];
+        let onnx = conv_graph(&xs, oc, [1, 1], 1, [1, 1], [0; 4], 1, i % 2 == 0, &mut r);
+        let x = input(&mut r, &xs);
+        // Both pointwise shaders, whichever this adapter would pick.
+        for gemm in [true, false] {
+            let opts = PlanOptions { pointwise_gemm: Some(gemm), ..Default::default() };
+            check_with(&format!("pointwise case {i}: x {xs:?} oc {oc} gemm {gemm}"), &onnx, &x, opts);
+        }
+    }
+    for i in 0..14 {
+        let g = [1, 1, 2, 3][r.below(4)];
+        let icg = between(&mut r, 1, 7);
+        let ocg = between(&mut r, 1, 9);
+        let k = [between(&mut r, 1, 5), between(&mut r, 1, 5)];
+        let d = [between(&mut r, 1, 2), between(&mut r, 1, 2)];
+        let s = between(&mut r, 1, 2);
+        let p = [between(&mut r, 0, 2), between(&mut r, 0, 2), between(&mut r, 0, 2), between(&mut r, 0, 2)];
+        let h = between(&mut r, (k[0] - 1) * d[0] + 1, 29);
+        let w = between(&mut r, (k[1] - 1) * d[1] + 1, 31);
+        let xs = [between(&mut r, 1, 2), icg * g, h, w];
+        let onnx = conv_graph(&xs, ocg * g, k, s, d, p, g, r.below(2) == 0, &mut r);
+        let x = input(&mut r, &xs);
+        let label = format!("conv case {i}: x {xs:?} oc {} k {k:?} s {s} d {d:?} p {p:?} g {g}", ocg * g);
+        check(&label, &onnx, &x, ConvImpl::Fast);
+        check(&format!("{label} (naive)"), &onnx, &x, ConvImpl::Naive);
+    }
+}
+
+#[test]
+fn transposed_convolutions() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(13);
+    // LitePose's deconvolution (kernel 4, stride 2, padding 1), then random ones.
+    let mut cases = vec![(4usize, 2usize, 1usize, 0usize, 1usize)];
+    for _ in 0..6 {
+        let k = between(&mut r, 1, 5);
+        let s = between(&mut r, 1, 3);
+        cases.push((k, s, between(&mut r, 0, (k - 1) / 2), between(&mut r, 0, s - 1), [1, 2][r.below(2)]));
+    }
+    for (i, (k, s, p, op, g)) in cases.into_iter().enumerate() {
+        let c = between(&mut r, 1, 5) * g;
+        let ocg = between(&mut r, 1, 6);
+        let xs = [1, c, between(&mut r, 2, 17), between(&mut r, 2, 19)];
+        let w = rand_vec(&mut r, c * ocg * k * k, -0.5, 0.5);
+        let b = rand_vec(&mut r, ocg * g, -0.5, 0.5);
+        let onnx = one_op(&xs, 4, |gr, x| {
+            let wn = gr.constant("w", &[c, ocg, k, k], &w);
+            let bn = gr.constant("b", &[ocg * g], &b);
+            let attrs = vec![
+                attr_ints("kernel_shape", &[k as i64, k as i64]),
+                attr_ints("strides", &[s as i64, s as i64]),
+                attr_ints("pads", &[p as i64; 4]),
+                attr_ints("output_padding", &[op as i64, op as i64]),
+                attr_int("group", g as i64),
+            ];
+            gr.node("ConvTranspose", &[x, &wn, &bn], attrs)
+        });
+        let x = input(&mut r, &xs);
+        check(&format!("deconv case {i}: x {xs:?} k {k} s {s} p {p} op {op} g {g}"), &onnx, &x, ConvImpl::Fast);
+    }
+}
+
+#[test]
+fn pooling() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(14);
+    for i in 0..12 {
+        let k = [between(&mut r, 1, 5), between(&mut r, 1, 5)];
+        let s = between(&mut r, 1, 3);
+        let p = [between(&mut r, 0, (k[0] - 1) / 2), between(&mut r, 0, (k[1] - 1) / 2)];
+        let xs = [1, between(&mut r, 1, 6), between(&mut r, k[0], 23), between(&mut r, k[1], 25)];
+        let max = i % 2 == 0;
+        let count_pad = r.below(2) as i64;
+        let ceil = r.below(2) as i64;
+        let onnx = one_op(&xs, 4, |gr, x| {
+            let mut attrs = vec![
+                attr_ints("kernel_shape", &[k[0] as i64, k[1] as i64]),
+                attr_ints("strides", &[s as i64, s as i64]),
+                attr_ints("pads", &[p[0] as i64, p[1] as i64, p[0] as i64, p[1] as i64]),
+                attr_int("ceil_mode", ceil),
+            ];
+            if !max {
+                attrs.push(attr_int("count_include_pad", count_pad));
+            }
+            gr.node(if max { "MaxPool" } else { "AveragePool" }, &[x], attrs)
+        });
+        let x = input(&mut r, &xs);
+        check(&format!("pool case {i}: max {max} x {xs:?} k {k:?} s {s} p {p:?} ceil {ceil} count_pad {count_pad}"), &onnx, &x, ConvImpl::Fast);
+    }
+    for op in ["GlobalAveragePool", "GlobalMaxPool"] {
+        let xs = [2, 5, 7, 9];
+        let onnx = one_op(&xs, 4, |gr, x| gr.node(op, &[x], vec![]));
+        check(op, &onnx, &input(&mut r, &xs), ConvImpl::Fast);
+    }
+}
+
+#[test]
+fn resize_modes() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(15);
+    let modes = [
+        ("linear", "half_pixel", "round_prefer_floor"),
+        ("linear", "align_corners", "round_prefer_floor"),
+        ("linear", "asymmetric", "round_prefer_floor"),
+        ("linear", "pytorch_half_pixel", "round_prefer_floor"),
+        ("nearest", "half_pixel", "round_prefer_floor"),
+        ("nearest", "asymmetric", "floor"),
+        ("nearest", "align_corners", "round_prefer_ceil"),
+        ("nearest", "tf_half_pixel_for_nn", "ceil"),
+    ];
+    for (i, (mode, coord, nearest)) in modes.iter().enumerate() {
+        // NCHW (resized axes 2, 3) and NHWC (axes 1, 2), up and down.
+        let nhwc = i % 2 == 1;
+        let (h, w, c) = (between(&mut r, 2, 15), between(&mut r, 2, 17), between(&mut r, 1, 5));
+        let xs = if nhwc { vec![1, h, w, c] } else { vec![1, c, h, w] };
+        let (oh, ow) = (between(&mut r, 1, 33), between(&mut r, 1, 35));
+        let sizes: Vec<i64> = if nhwc { vec![1, oh as i64, ow as i64, c as i64] } else { vec![1, c as i64, oh as i64, ow as i64] };
+        let onnx = one_op(&xs, 4, |gr, x| {
+            let sz = gr.constant_i64("sizes", &[4], &sizes);
+            let attrs: Vec<AttributeProto> = vec![
+                attr_string("mode", mode),
+                attr_string("coordinate_transformation_mode", coord),
+                attr_string("nearest_mode", nearest),
+            ];
+            gr.node("Resize", &[x, "", "", &sz], attrs)
+        });
+        check(&format!("resize {mode} {coord} {nearest} {xs:?} -> {sizes:?}"), &onnx, &input(&mut r, &xs), ConvImpl::Fast);
+    }
+    // Scales instead of sizes (2x nearest, as MoveNet's FPN uses).
+    let xs = [1, 3, 5, 7];
+    let onnx = one_op(&xs, 4, |gr, x| {
+        let sc = gr.constant("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+        gr.node("Resize", &[x, "", &sc], vec![attr_string("mode", "nearest"), attr_string("coordinate_transformation_mode", "asymmetric")])
+    });
+    check("resize scales 2x", &onnx, &input(&mut r, &xs), ConvImpl::Fast);
+}
+
+#[test]
+fn elementwise_and_broadcast() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(16);
+    let xs = [2, 3, 5, 7];
+    let shapes: [&[usize]; 5] = [&[3, 1, 1], &[1], &[7], &[2, 1, 5, 1], &[2, 3, 5, 7]];
+    for op in ["Add", "Sub", "Mul", "Div", "Min", "Max"] {
+        for (j, bs) in shapes.iter().enumerate() {
+            let n: usize = bs.iter().product();
+            // Divisors away from zero.
+            let b = if op == "Div" { rand_vec(&mut r, n, 0.5, 2.0) } else { rand_vec(&mut r, n, -1.0, 1.0) };
+            let onnx = one_op(&xs, 4, |gr, x| {
+                let c = gr.constant("b", bs, &b);
+                // The constant on the left for half of them (broadcast of the GPU operand).
+                if j % 2 == 0 { gr.node(op, &[x, &c], vec![]) } else { gr.node(op, &[&c, x], vec![]) }
+            });
+            let x = if op == "Div" && j % 2 == 1 {
+                Tensor::f32(xs.to_vec(), rand_vec(&mut r, 210, 0.5, 2.0))
+            } else {
+                input(&mut r, &xs)
+            };
+            check(&format!("{op} {xs:?} with {bs:?}"), &onnx, &x, ConvImpl::Fast);
+        }
+    }
+    // Both operands on the GPU (x * sigmoid(x)).
+    let onnx = one_op(&xs, 4, |gr, x| {
+        let s = gr.node("Sigmoid", &[x], vec![]);
+        gr.node("Mul", &[x, &s], vec![])
+    });
+    check("swish", &onnx, &input(&mut r, &xs), ConvImpl::Fast);
+    let unary: [(&str, Vec<AttributeProto>, f32, f32); 12] = [
+        ("Relu", vec![], -2.0, 2.0),
+        ("Sigmoid", vec![], -6.0, 6.0),
+        ("Erf", vec![], -3.0, 3.0),
+        ("Sqrt", vec![], 0.01, 4.0),
+        ("Exp", vec![], -3.0, 3.0),
+        ("Abs", vec![], -2.0, 2.0),
+        ("Neg", vec![], -2.0, 2.0),
+        ("Tanh", vec![], -3.0, 3.0),
+        ("HardSigmoid", vec![attr_float("alpha", 0.3), attr_float("beta", 0.4)], -4.0, 4.0),
+        ("HardSwish", vec![], -5.0, 5.0),
+        ("LeakyRelu", vec![attr_float("alpha", 0.1)], -2.0, 2.0),
+        ("Reciprocal", vec![], 0.5, 3.0),
+    ];
+    for (op, attrs, lo, hi) in unary {
+        let onnx = one_op(&xs, 4, |gr, x| gr.node(op, &[x], attrs));
+        let x = Tensor::f32(xs.to_vec(), rand_vec(&mut r, 210, lo, hi));
+        check(op, &onnx, &x, ConvImpl::Fast);
+    }
+    let onnx = one_op(&xs, 4, |gr, x| gr.clip(x, -0.3, 0.6));
+    check("Clip", &onnx, &input(&mut r, &xs), ConvImpl::Fast);
+}
+
+#[test]
+fn reductions() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(17);
+    let xs = [2, 3, 5, 7];
+    let axes_sets: [&[i64]; 5] = [&[1], &[2, 3], &[-1], &[0, 2], &[1, 2, 3]];
+    for op in ["ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum"] {
+        for (j, axes) in axes_sets.iter().enumerate() {
+            let keep = j % 2 == 0;
+            let rank = if keep { 4 } else { 4 - axes.len() };
+            let onnx = one_op(&xs, rank, |gr, x| match op {
+                "ReduceSum" => gr.reduce_sum(x, axes, keep),
+                _ => gr.node(op, &[x], vec![attr_ints("axes", axes), attr_int("keepdims", keep as i64)]),
+            });
+            check(&format!("{op} axes {axes:?} keepdims {keep}"), &onnx, &input(&mut r, &xs), ConvImpl::Fast);
+        }
+    }
+}
+
+#[test]
+fn layout_ops() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(18);
+    let xs = [1, 4, 6, 5];
+    let onnx = one_op(&xs, 4, |gr, x| gr.node("Transpose", &[x], vec![attr_ints("perm", &[0, 2, 3, 1])]));
+    check("transpose", &onnx, &input(&mut r, &xs), ConvImpl::Fast);
+    let onnx = one_op(&xs, 4, |gr, x| {
+        let s = gr.constant_i64("s", &[2], &[5, 1]);
+        let e = gr.constant_i64("e", &[2], &[0, 4]);
+        let a = gr.constant_i64("a", &[2], &[2, 3]);
+        let st = gr.constant_i64("st", &[2], &[-2, 2]);
+        gr.node("Slice", &[x, &s, &e, &a, &st], vec![])
+    });
+    check("slice with negative step", &onnx, &input(&mut r, &xs), ConvImpl::Fast);
+    let c = rand_vec(&mut r, 2 * 6 * 5, -1.0, 1.0);
+    let onnx = one_op(&xs, 4, |gr, x| {
+        let k = gr.constant("k", &[1, 2, 6, 5], &c);
+        let s = gr.node("Sigmoid", &[x], vec![]);
+        gr.concat(&[x, &k, &s], 1)
+    });
+    check("concat with a constant", &onnx, &input(&mut r, &xs), ConvImpl::Fast);
+    let onnx = one_op(&xs, 4, |gr, x| {
+        let shape = gr.constant_i64("shape", &[3], &[1, 4, 30]);
+        let y = gr.node("Reshape", &[x, &shape], vec![]);
+        let w = gr.constant("w", &[30, 7], &rand_vec(&mut SplitMix64(5), 210, -1.0, 1.0));
+        let m = gr.node("MatMul", &[&y, &w], vec![]);
+        let u = gr.constant_i64("axes", &[1], &[3]);
+        gr.node("Unsqueeze", &[&m, &u], vec![])
+    });
+    check("reshape + matmul + unsqueeze", &onnx, &input(&mut r, &xs), ConvImpl::Fast);
+}
