@@ -24,7 +24,7 @@ cases=(
   "selfie:256x256:nhwc:float32"
 )
 tract_p50() { # threads model hw
-  "$bin" --threads "$1" bench --model "$2" --input "$3" --random-weights --runs "$runs" \
+  "$bin" --backend cpu --threads "$1" bench --model "$2" --input "$3" --random-weights --runs "$runs" \
       --export-onnx "$out/onnx" --out "$out/$2-$1t" >/dev/null
   python3 -c "import json;print(json.load(open('$out/$2-$1t/bench.json'))[0]['inference_p50_ms'])"
 }
