@@ -401,6 +401,7 @@ pub struct PatchCount {
     pub deconvs: usize,
     pub resizes: usize,
     pub reductions: usize,
+    pub broadcasts: usize,
     pub fused_clamps: usize,
 }
 
@@ -420,6 +421,14 @@ pub fn patch_model(model: &mut TypedModel) -> TractResult<PatchCount> {
                 let patch = TypedModelPatch::replace_single_op(model, node, &[node.inputs[0], node.inputs[2]], op)?;
                 patch.apply(model)?;
                 count.deconvs += 1;
+            }
+            continue;
+        }
+        if let Some(op) = node.op_as::<TypedBinOp>() {
+            if let Some(op) = edgesight_broadcast(model, node, op)? {
+                let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
+                patch.apply(model)?;
+                count.broadcasts += 1;
             }
             continue;
         }
@@ -577,4 +586,164 @@ fn edgesight_conv(model: &TypedModel, node: &TypedNode, conv: &Conv, isa: Isa) -
     let kernel: Vec<f32> = kernel.to_plain_array_view::<f32>()?.iter().copied().collect();
     let conv = PackedConv::new(spec, &kernel, Clamp::NONE, isa);
     Ok(Some(EdgesightConv { conv, input_shape: [n, c, h, w], output_shape: [n, c_out, oh, ow], batch_axis }))
+}
+
+/// Add / Sub / Mul of two f32 tensors that broadcast against each other in middle axes (MoveNet's
+/// [64,64,6,17] x [64,64,1,17] decoding arithmetic), where tract 0.23.9 falls back to a generic
+/// element-by-element loop. Same IEEE operation per element, so bitwise the same result.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EdgesightBroadcast {
+    pub kind: BinKind,
+    pub a_shape: TVec<usize>,
+    pub b_shape: TVec<usize>,
+    pub out_shape: TVec<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinKind {
+    Add,
+    Sub,
+    Mul,
+}
+
+impl Op for EdgesightBroadcast {
+    fn name(&self) -> StaticName {
+        format!("Edgesight{:?}", self.kind).into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?} x {:?}", self.a_shape, self.b_shape)])
+    }
+
+    op_as_typed_op!();
+}
+
+/// `out = f(a, b)` with numpy broadcasting; all shapes of the same rank.
+pub fn broadcast_binary(a: &[f32], a_shape: &[usize], b: &[f32], b_shape: &[usize], out_shape: &[usize], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+    let rank = out_shape.len();
+    let strides = |shape: &[usize]| {
+        let mut s = vec![0usize; rank];
+        let mut acc = 1;
+        for i in (0..rank).rev() {
+            s[i] = if shape[i] == 1 { 0 } else { acc };
+            acc *= shape[i];
+        }
+        s
+    };
+    let (sa, sb) = (strides(a_shape), strides(b_shape));
+    let inner = out_shape[rank - 1];
+    let (ia, ib) = (sa[rank - 1], sb[rank - 1]);
+    let mut idx = vec![0usize; rank];
+    for row in out.chunks_exact_mut(inner.max(1)) {
+        let oa: usize = (0..rank - 1).map(|i| idx[i] * sa[i]).sum();
+        let ob: usize = (0..rank - 1).map(|i| idx[i] * sb[i]).sum();
+        match (ia, ib) {
+            (1, 1) => row.iter_mut().zip(&a[oa..oa + inner]).zip(&b[ob..ob + inner]).for_each(|((o, x), y)| *o = f(*x, *y)),
+            (1, 0) => row.iter_mut().zip(&a[oa..oa + inner]).for_each(|(o, x)| *o = f(*x, b[ob])),
+            (0, 1) => row.iter_mut().zip(&b[ob..ob + inner]).for_each(|(o, y)| *o = f(a[oa], *y)),
+            _ => row.fill(f(a[oa], b[ob])),
+        }
+        for i in (0..rank - 1).rev() {
+            idx[i] += 1;
+            if idx[i] < out_shape[i] {
+                break;
+            }
+            idx[i] = 0;
+        }
+    }
+}
+
+impl EvalOp for EdgesightBroadcast {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let a = inputs[0].to_plain_array_view::<f32>()?;
+        let b = inputs[1].to_plain_array_view::<f32>()?;
+        let (a, b) = (a.as_slice().context("not contiguous")?, b.as_slice().context("not contiguous")?);
+        // SAFETY: broadcast_binary writes every output element.
+        let mut t = unsafe { tract_onnx::prelude::Tensor::uninitialized::<f32>(&self.out_shape)? };
+        {
+            let mut view = t.try_as_plain_ram_mut()?;
+            let out = view.as_slice_mut::<f32>()?;
+            match self.kind {
+                BinKind::Add => broadcast_binary(a, &self.a_shape, b, &self.b_shape, &self.out_shape, out, |x, y| x + y),
+                BinKind::Sub => broadcast_binary(a, &self.a_shape, b, &self.b_shape, &self.out_shape, out, |x, y| x - y),
+                BinKind::Mul => broadcast_binary(a, &self.a_shape, b, &self.b_shape, &self.out_shape, out, |x, y| x * y),
+            }
+        }
+        Ok(tvec!(t.into_tvalue()))
+    }
+}
+
+impl TypedOp for EdgesightBroadcast {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 2 && inputs.iter().all(|f| f.datum_type == f32::datum_type()));
+        ensure!(inputs[0].shape.as_concrete() == Some(&self.a_shape[..]) && inputs[1].shape.as_concrete() == Some(&self.b_shape[..]));
+        Ok(tvec!(f32::fact(&self.out_shape)))
+    }
+
+    as_op!();
+}
+
+/// An `EdgesightBroadcast` for `node` when it is f32 Add/Sub/Mul whose inputs both broadcast, or
+/// one broadcasts in an axis before a non-broadcast one (tract's fast paths cover the rest:
+/// same shapes, scalars, leading-axis broadcasts).
+fn edgesight_broadcast(model: &TypedModel, node: &TypedNode, op: &TypedBinOp) -> TractResult<Option<EdgesightBroadcast>> {
+    let kind = match op.0.name() {
+        "Add" => BinKind::Add,
+        "Sub" => BinKind::Sub,
+        "Mul" => BinKind::Mul,
+        _ => return Ok(None),
+    };
+    if node.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let (fa, fb, fo) = (model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?, model.outlet_fact(node.id.into())?);
+    if [fa, fb, fo].iter().any(|f| f.datum_type != f32::datum_type()) {
+        return Ok(None);
+    }
+    let (Some(a), Some(b), Some(o)) = (fa.shape.as_concrete(), fb.shape.as_concrete(), fo.shape.as_concrete()) else { return Ok(None) };
+    if a.len() != o.len() || b.len() != o.len() || o.is_empty() || o.iter().product::<usize>() < 4096 {
+        return Ok(None);
+    }
+    let broadcasts = |s: &[usize]| s != o;
+    let scalar = |s: &[usize]| s.iter().all(|d| *d == 1);
+    // A size-1 axis (broadcast) followed later by a full-size axis.
+    let middle = |s: &[usize]| (0..s.len()).any(|i| s[i] == 1 && o[i] > 1 && (i + 1..s.len()).any(|j| s[j] == o[j] && o[j] > 1));
+    let wanted = !scalar(a) && !scalar(b) && ((broadcasts(a) && broadcasts(b)) || middle(a) || middle(b));
+    if !wanted || a.iter().zip(o).any(|(x, y)| *x != *y && *x != 1) || b.iter().zip(o).any(|(x, y)| *x != *y && *x != 1) {
+        return Ok(None);
+    }
+    Ok(Some(EdgesightBroadcast { kind, a_shape: a.into(), b_shape: b.into(), out_shape: o.into() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    #[test]
+    fn broadcast_binary_matches_naive() {
+        let mut rng = SplitMix64(21);
+        for _ in 0..200 {
+            let rank = 1 + rng.below(4);
+            let out: Vec<usize> = (0..rank).map(|_| 1 + rng.below(5)).collect();
+            let pick = |rng: &mut SplitMix64| out.iter().map(|&d| if rng.below(2) == 0 { 1 } else { d }).collect::<Vec<_>>();
+            let (sa, sb) = (pick(&mut rng), pick(&mut rng));
+            let a: Vec<f32> = (0..sa.iter().product()).map(|_| rng.unit_f32()).collect();
+            let b: Vec<f32> = (0..sb.iter().product()).map(|_| rng.unit_f32()).collect();
+            let mut got = vec![0f32; out.iter().product()];
+            broadcast_binary(&a, &sa, &b, &sb, &out, &mut got, |x, y| x - y);
+            let at = |v: &[f32], s: &[usize], idx: &[usize]| v[idx.iter().zip(s).fold(0, |acc, (i, d)| acc * d + if *d == 1 { 0 } else { *i })];
+            for (k, g) in got.iter().enumerate() {
+                let mut idx = vec![0; rank];
+                let mut r = k;
+                for i in (0..rank).rev() {
+                    idx[i] = r % out[i];
+                    r /= out[i];
+                }
+                assert_eq!(*g, at(&a, &sa, &idx) - at(&b, &sb, &idx), "{sa:?} {sb:?} {out:?}");
+            }
+        }
+    }
 }
