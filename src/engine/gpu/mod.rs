@@ -23,6 +23,17 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub adapter: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// On GL, wgpu guards its one context with a lock that panics after a timeout when another
+    /// thread holds it through a long submission (pose and segmentation workers at once), so
+    /// engines take turns there. Vulkan, Metal and DX12 run them concurrently.
+    serial: std::sync::Mutex<()>,
+}
+
+impl GpuContext {
+    /// Held for a whole frame or plan on GL; a no-op elsewhere.
+    fn turn(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        (self.adapter.backend == wgpu::Backend::Gl).then(|| self.serial.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 static CONTEXT: OnceLock<std::result::Result<Arc<GpuContext>, String>> = OnceLock::new();
@@ -72,7 +83,7 @@ fn open_context() -> Result<GpuContext> {
         trace: wgpu::Trace::Off,
     }))
     .with_context(|| format!("cannot open GPU device {} ({:?})", info.name, info.backend))?;
-    Ok(GpuContext { device, queue, adapter: info, limits })
+    Ok(GpuContext { device, queue, adapter: info, limits, serial: std::sync::Mutex::new(()) })
 }
 
 /// "NVIDIA H100 (Vulkan)" and the like, for reports.
@@ -106,7 +117,8 @@ pub struct GpuEngine {
     /// Pipeline of each kernel (kernels with identical source share one).
     kernel_pipeline: Vec<usize>,
     bind_groups: Vec<wgpu::BindGroup>,
-    staging: wgpu::Buffer,
+    /// Index in `buffers` of the mapped-for-reading staging buffer all downloads share.
+    staging: usize,
     downloads: Vec<Download>,
     tail: Option<TailRunner>,
     input_shape: Vec<usize>,
@@ -168,6 +180,7 @@ impl GpuEngine {
     }
 
     fn build(ctx: Arc<GpuContext>, plan: Plan, mut tail: Option<TailRunner>, dtype: DType, input_shape: &[usize]) -> Result<GpuEngine> {
+        let turn = ctx.turn();
         let device = &ctx.device;
         let max_binding = ctx.limits.max_storage_buffer_binding_size as u64;
         // Liveness: the last kernel reading each storage; buffers return to a pool after it.
@@ -324,6 +337,9 @@ impl GpuEngine {
         }
         let mut all_buffers = buffers;
         all_buffers.extend(params);
+        all_buffers.push(staging);
+        let staging = all_buffers.len() - 1;
+        drop(turn);
         Ok(GpuEngine {
             ctx,
             plan,
@@ -392,7 +408,8 @@ impl GpuEngine {
     }
 
     fn download(&self) -> Result<HashMap<usize, Vec<f32>>> {
-        let slice = self.staging.slice(..);
+        let staging = &self.buffers[self.staging];
+        let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -407,7 +424,7 @@ impl GpuEngine {
                 out.insert(d.value, bytemuck::pod_collect_to_vec::<u8, f32>(bytes));
             }
         }
-        self.staging.unmap();
+        staging.unmap();
         Ok(out)
     }
 
@@ -416,6 +433,8 @@ impl GpuEngine {
         // A full run first: drivers may compile pipelines lazily on their first dispatch.
         self.run(input)?;
         let mut times = vec![];
+        let ctx = self.ctx.clone();
+        let _turn = ctx.turn();
         for i in 0..self.plan.kernels.len() {
             let mut enc = self.ctx.device.create_command_encoder(&Default::default());
             self.record(&mut enc, i..i + 1);
@@ -459,6 +478,17 @@ impl GpuEngine {
     }
 }
 
+impl Drop for GpuEngine {
+    fn drop(&mut self) {
+        // Releasing GPU objects locks wgpu's GL context too: take the same turn (see GpuContext).
+        let ctx = self.ctx.clone();
+        let _turn = ctx.turn();
+        self.bind_groups.clear();
+        self.pipelines.clear();
+        self.buffers.clear();
+    }
+}
+
 fn dedup(v: &[String]) -> Vec<String> {
     let mut out: Vec<String> = vec![];
     for s in v {
@@ -471,14 +501,17 @@ fn dedup(v: &[String]) -> Vec<String> {
 
 impl Engine for GpuEngine {
     fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>> {
+        let ctx = self.ctx.clone();
+        let turn = ctx.turn();
         self.upload(input)?;
         let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("frame") });
         self.record(&mut enc, 0..self.plan.kernels.len());
         for d in &self.downloads {
-            enc.copy_buffer_to_buffer(self.buffer_of(d.value), 0, &self.staging, d.offset, (d.len * 4) as u64);
+            enc.copy_buffer_to_buffer(self.buffer_of(d.value), 0, &self.buffers[self.staging], d.offset, (d.len * 4) as u64);
         }
         self.ctx.queue.submit([enc.finish()]);
         let values = self.download()?;
+        drop(turn);
         let tail_out = match &mut self.tail {
             None => vec![],
             Some(t) => {
