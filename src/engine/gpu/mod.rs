@@ -126,6 +126,8 @@ pub struct GpuEngine {
     input_dtype: DType,
     pub plan_time: Duration,
     bytes_allocated: u64,
+    /// Time of the last frame's GPU part (upload, kernels, download) and of its CPU tail.
+    pub last_split: (Duration, Duration),
 }
 
 /// Per-kernel GPU time from a profiled run (timestamps are not portable, so each kernel is
@@ -356,6 +358,7 @@ impl GpuEngine {
             input_dtype: dtype,
             plan_time: Duration::ZERO,
             bytes_allocated,
+            last_split: (Duration::ZERO, Duration::ZERO),
         })
     }
 
@@ -503,6 +506,7 @@ impl Engine for GpuEngine {
     fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>> {
         let ctx = self.ctx.clone();
         let turn = ctx.turn();
+        let t0 = Instant::now();
         self.upload(input)?;
         let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("frame") });
         self.record(&mut enc, 0..self.plan.kernels.len());
@@ -512,6 +516,7 @@ impl Engine for GpuEngine {
         self.ctx.queue.submit([enc.finish()]);
         let values = self.download()?;
         drop(turn);
+        let t1 = Instant::now();
         let tail_out = match &mut self.tail {
             None => vec![],
             Some(t) => {
@@ -524,6 +529,7 @@ impl Engine for GpuEngine {
                 t.state.run(inputs).map_err(|e| anyhow::anyhow!("inference failed in the CPU part: {e:#}"))?.into_iter().collect()
             }
         };
+        self.last_split = (t1 - t0, t1.elapsed());
         let mut outputs = vec![];
         for (i, o) in self.plan.outputs.iter().enumerate() {
             outputs.push(match o {
