@@ -55,6 +55,9 @@ pub struct GpuFigures {
     /// Milliseconds per shader family, each kernel timed alone (sums exceed a pipelined run).
     pub shader_ms: Vec<(String, f64)>,
     pub depthwise: Vec<DepthwiseFigures>,
+    /// One frame split: upload + kernels + download, then the CPU tail (0 without one).
+    pub gpu_part_ms: f64,
+    pub cpu_tail_ms: f64,
 }
 
 /// A depthwise convolution of the model: the tiled shader against the naive reference.
@@ -245,6 +248,13 @@ fn gpu_figures(s: &mut ModelSession, frame: &Frame) -> Result<Option<GpuFigures>
     let dtype = s.spec.input.dtype;
     let engine = s.prepare_for(frame.width, frame.height)?;
     let Some(gpu) = engine.as_gpu() else { return Ok(None) };
+    let mut split = vec![];
+    for _ in 0..5 {
+        gpu.run(&input)?;
+        split.push(gpu.last_split);
+    }
+    split.sort();
+    let (gpu_part, cpu_tail) = split[split.len() / 2];
     let fast = gpu.profile(&input)?;
     let plan = gpu.summary();
     let naive_opts = PlanOptions { conv: ConvImpl::Naive, ..Default::default() };
@@ -272,11 +282,19 @@ fn gpu_figures(s: &mut ModelSession, frame: &Frame) -> Result<Option<GpuFigures>
             }
         }
     }
-    Ok(Some(GpuFigures { model: name, plan, shader_ms, depthwise }))
+    Ok(Some(GpuFigures {
+        model: name,
+        plan,
+        shader_ms,
+        depthwise,
+        gpu_part_ms: gpu_part.as_secs_f64() * 1e3,
+        cpu_tail_ms: cpu_tail.as_secs_f64() * 1e3,
+    }))
 }
 
 fn print_gpu(g: &GpuFigures) {
     println!("  {} on the GPU: {}", g.model, g.plan);
+    println!("  one frame (median of 5): GPU part {:.2} ms (upload, kernels, download), CPU tail {:.2} ms", g.gpu_part_ms, g.cpu_tail_ms);
     let total: f64 = g.shader_ms.iter().map(|(_, ms)| ms).sum();
     let parts: Vec<String> = g.shader_ms.iter().map(|(n, ms)| format!("{n} {ms:.2} ms ({:.0}%)", 100.0 * ms / total.max(1e-9))).collect();
     println!("  kernels timed one by one: {total:.2} ms: {}", parts.join(", "));

@@ -2,6 +2,7 @@
 //! `tract_cpu` is the CPU engine (tract); `gpu` runs the same ONNX graphs on wgpu compute shaders.
 //! `load` picks one by `Backend` (cpu, gpu, or auto: the GPU when an adapter exists).
 
+pub mod cpu_kernels;
 pub mod gpu;
 pub mod tract_cpu;
 

@@ -52,7 +52,7 @@ impl TractEngine {
         };
         let plan: Plan = model
             .with_input_fact(0, InferenceFact::dt_shape(dt, input_shape))
-            .and_then(|m| m.into_optimized())
+            .and_then(optimize)
             .and_then(|m| m.into_runnable())
             .map_err(|e| anyhow::anyhow!("{shown}: cannot plan it for input {input_shape:?}: {e:#}"))?;
         let mut output_shapes = Vec::new();
@@ -67,6 +67,18 @@ impl TractEngine {
         let state = plan.spawn().map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
         Ok(TractEngine { state, input_shape: input_shape.to_vec(), output_shapes, input_dtype: spec.input.dtype })
     }
+}
+
+/// tract's optimisation with edgesight's own kernels swapped in (see engine::cpu_kernels): before
+/// decluttering, which would turn 1x1 convolutions into matrix products, and once more after it
+/// for what decluttering folded (deconvolution kernels, clamps). The model's input facts must
+/// be set.
+pub fn optimize(model: InferenceModel) -> TractResult<TypedModel> {
+    let mut m = model.into_typed()?;
+    super::cpu_kernels::patch_model(&mut m)?;
+    let mut m = m.into_decluttered()?;
+    super::cpu_kernels::patch_model(&mut m)?;
+    m.into_optimized()
 }
 
 /// Checks that ONNX `bytes` parse and declare the input `spec` describes, without planning.
@@ -130,16 +142,93 @@ fn dtype_name(dt: DatumType) -> String {
     }
 }
 
+/// Time spent in one node of the optimised plan, summed over profiled runs.
+#[derive(Debug, Clone)]
+pub struct NodeTime {
+    pub node: String,
+    pub op: String,
+    pub info: String,
+    pub output_shape: Vec<usize>,
+    pub seconds: f64,
+}
+
+impl TractEngine {
+    /// Runs the plan `runs` times timing every node in CPU time of the calling thread (for
+    /// `examples/profile_ops.rs`; meaningful with 1 thread).
+    pub fn profile(&mut self, input: &Tensor, runs: usize) -> Result<Vec<NodeTime>> {
+        let t = to_tract(input, self.input_dtype)?;
+        let plan = self.state.plan().clone();
+        let model = plan.model();
+        let mut times: Vec<NodeTime> = model
+            .nodes
+            .iter()
+            .map(|n| NodeTime {
+                node: n.name.clone(),
+                op: n.op().name().to_string(),
+                info: format!(
+                    "inputs {:?} {}",
+                    n.inputs.iter().map(|i| model.outlet_fact(*i).map(|f| format!("{:?}", f.shape)).unwrap_or_default()).collect::<Vec<_>>(),
+                    n.op().info().map(|v| v.join("; ")).unwrap_or_default()
+                ),
+                output_shape: n.outputs.first().and_then(|o| o.fact.shape.as_concrete().map(|s| s.to_vec())).unwrap_or_default(),
+                seconds: 0.0,
+            })
+            .collect();
+        for _ in 0..runs {
+            self.state
+                .run_plan_with_eval(tvec!(t.clone().into()), |ctx, state, node, inputs| {
+                    let start = thread_cpu_seconds();
+                    let r = tract_onnx::tract_core::plan::eval(ctx, state, node, inputs);
+                    times[node.id].seconds += thread_cpu_seconds() - start;
+                    r
+                })
+                .map_err(|e| anyhow::anyhow!("inference failed: {e:#}"))?;
+        }
+        Ok(times)
+    }
+}
+
+/// CPU time of the calling thread (profiles on a shared machine; with 1 thread all work runs
+/// on it). Linux only; elsewhere wall time.
+fn thread_cpu_seconds() -> f64 {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut t = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: clock_gettime only writes the struct it is given.
+        unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.sec as f64 + t.nsec as f64 * 1e-9
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        use std::sync::OnceLock;
+        static START: OnceLock<std::time::Instant> = OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+    }
+}
+
+fn to_tract(input: &Tensor, dtype: DType) -> Result<tract_onnx::prelude::Tensor> {
+    Ok(match (&input.data, dtype) {
+        (TensorData::F32(v), DType::F32) => tract_onnx::prelude::Tensor::from_shape(&input.shape, v)?,
+        (TensorData::I32(v), DType::I32) => tract_onnx::prelude::Tensor::from_shape(&input.shape, v)?,
+        _ => bail!("input dtype does not match the model's {}", dtype.name()),
+    })
+}
+
 impl Engine for TractEngine {
     fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>> {
         if input.shape != self.input_shape {
             bail!("input shape {:?} differs from the planned {:?}", input.shape, self.input_shape);
         }
-        let t = match (&input.data, self.input_dtype) {
-            (TensorData::F32(v), DType::F32) => tract_onnx::prelude::Tensor::from_shape(&input.shape, v)?,
-            (TensorData::I32(v), DType::I32) => tract_onnx::prelude::Tensor::from_shape(&input.shape, v)?,
-            _ => bail!("input dtype does not match the model's {}", self.input_dtype.name()),
-        };
+        let t = to_tract(input, self.input_dtype)?;
         let outputs = self.state.run(tvec!(t.into())).map_err(|e| anyhow::anyhow!("inference failed: {e:#}"))?;
         outputs
             .into_iter()

@@ -23,6 +23,17 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub adapter: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// On GL, wgpu guards its one context with a lock that panics after a timeout when another
+    /// thread holds it through a long submission (pose and segmentation workers at once), so
+    /// engines take turns there. Vulkan, Metal and DX12 run them concurrently.
+    serial: std::sync::Mutex<()>,
+}
+
+impl GpuContext {
+    /// Held for a whole frame or plan on GL; a no-op elsewhere.
+    fn turn(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        (self.adapter.backend == wgpu::Backend::Gl).then(|| self.serial.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 static CONTEXT: OnceLock<std::result::Result<Arc<GpuContext>, String>> = OnceLock::new();
@@ -72,7 +83,7 @@ fn open_context() -> Result<GpuContext> {
         trace: wgpu::Trace::Off,
     }))
     .with_context(|| format!("cannot open GPU device {} ({:?})", info.name, info.backend))?;
-    Ok(GpuContext { device, queue, adapter: info, limits })
+    Ok(GpuContext { device, queue, adapter: info, limits, serial: std::sync::Mutex::new(()) })
 }
 
 /// "NVIDIA H100 (Vulkan)" and the like, for reports.
@@ -106,7 +117,8 @@ pub struct GpuEngine {
     /// Pipeline of each kernel (kernels with identical source share one).
     kernel_pipeline: Vec<usize>,
     bind_groups: Vec<wgpu::BindGroup>,
-    staging: wgpu::Buffer,
+    /// Index in `buffers` of the mapped-for-reading staging buffer all downloads share.
+    staging: usize,
     downloads: Vec<Download>,
     tail: Option<TailRunner>,
     input_shape: Vec<usize>,
@@ -114,6 +126,8 @@ pub struct GpuEngine {
     input_dtype: DType,
     pub plan_time: Duration,
     bytes_allocated: u64,
+    /// Time of the last frame's GPU part (upload, kernels, download) and of its CPU tail.
+    pub last_split: (Duration, Duration),
 }
 
 /// Per-kernel GPU time from a profiled run (timestamps are not portable, so each kernel is
@@ -168,6 +182,7 @@ impl GpuEngine {
     }
 
     fn build(ctx: Arc<GpuContext>, plan: Plan, mut tail: Option<TailRunner>, dtype: DType, input_shape: &[usize]) -> Result<GpuEngine> {
+        let turn = ctx.turn();
         let device = &ctx.device;
         let max_binding = ctx.limits.max_storage_buffer_binding_size as u64;
         // Liveness: the last kernel reading each storage; buffers return to a pool after it.
@@ -324,6 +339,9 @@ impl GpuEngine {
         }
         let mut all_buffers = buffers;
         all_buffers.extend(params);
+        all_buffers.push(staging);
+        let staging = all_buffers.len() - 1;
+        drop(turn);
         Ok(GpuEngine {
             ctx,
             plan,
@@ -340,6 +358,7 @@ impl GpuEngine {
             input_dtype: dtype,
             plan_time: Duration::ZERO,
             bytes_allocated,
+            last_split: (Duration::ZERO, Duration::ZERO),
         })
     }
 
@@ -392,7 +411,8 @@ impl GpuEngine {
     }
 
     fn download(&self) -> Result<HashMap<usize, Vec<f32>>> {
-        let slice = self.staging.slice(..);
+        let staging = &self.buffers[self.staging];
+        let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -407,7 +427,7 @@ impl GpuEngine {
                 out.insert(d.value, bytemuck::pod_collect_to_vec::<u8, f32>(bytes));
             }
         }
-        self.staging.unmap();
+        staging.unmap();
         Ok(out)
     }
 
@@ -416,6 +436,8 @@ impl GpuEngine {
         // A full run first: drivers may compile pipelines lazily on their first dispatch.
         self.run(input)?;
         let mut times = vec![];
+        let ctx = self.ctx.clone();
+        let _turn = ctx.turn();
         for i in 0..self.plan.kernels.len() {
             let mut enc = self.ctx.device.create_command_encoder(&Default::default());
             self.record(&mut enc, i..i + 1);
@@ -459,6 +481,17 @@ impl GpuEngine {
     }
 }
 
+impl Drop for GpuEngine {
+    fn drop(&mut self) {
+        // Releasing GPU objects locks wgpu's GL context too: take the same turn (see GpuContext).
+        let ctx = self.ctx.clone();
+        let _turn = ctx.turn();
+        self.bind_groups.clear();
+        self.pipelines.clear();
+        self.buffers.clear();
+    }
+}
+
 fn dedup(v: &[String]) -> Vec<String> {
     let mut out: Vec<String> = vec![];
     for s in v {
@@ -471,14 +504,19 @@ fn dedup(v: &[String]) -> Vec<String> {
 
 impl Engine for GpuEngine {
     fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>> {
+        let ctx = self.ctx.clone();
+        let turn = ctx.turn();
+        let t0 = Instant::now();
         self.upload(input)?;
         let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("frame") });
         self.record(&mut enc, 0..self.plan.kernels.len());
         for d in &self.downloads {
-            enc.copy_buffer_to_buffer(self.buffer_of(d.value), 0, &self.staging, d.offset, (d.len * 4) as u64);
+            enc.copy_buffer_to_buffer(self.buffer_of(d.value), 0, &self.buffers[self.staging], d.offset, (d.len * 4) as u64);
         }
         self.ctx.queue.submit([enc.finish()]);
         let values = self.download()?;
+        drop(turn);
+        let t1 = Instant::now();
         let tail_out = match &mut self.tail {
             None => vec![],
             Some(t) => {
@@ -491,6 +529,7 @@ impl Engine for GpuEngine {
                 t.state.run(inputs).map_err(|e| anyhow::anyhow!("inference failed in the CPU part: {e:#}"))?.into_iter().collect()
             }
         };
+        self.last_split = (t1 - t0, t1.elapsed());
         let mut outputs = vec![];
         for (i, o) in self.plan.outputs.iter().enumerate() {
             outputs.push(match o {

@@ -1,0 +1,218 @@
+//! Transposed 2D convolution (ONNX ConvTranspose, group 1, no dilation) as `stride^2` ordinary
+//! convolutions, one per output phase (sub-pixel decomposition), run by `conv::PackedConv` and
+//! interleaved into the output. LitePose's 4x4 stride-2 heads spend a third of their time in
+//! tract's matrix product + scatter-add for this; here each phase is a dense 2x2 convolution.
+//!
+//! Output row `oy` has phase `a = (oy + pad) mod s` and only kernel rows `ky = a + s m` reach it,
+//! from input row `q - m` where `q = (oy + pad - a) / s`: a correlation over `m` with the kernel
+//! rows of that phase reversed and `M - 1` rows of padding before.
+
+use super::conv::{Clamp, ConvSpec, Isa, PackedConv};
+
+#[derive(Debug, Clone, PartialEq)]
+struct Phase {
+    /// Output row and column phase.
+    a: usize,
+    b: usize,
+    /// None when no kernel tap reaches this phase (kernel smaller than the stride): bias only.
+    conv: Option<PackedConv>,
+    /// Size of the phase convolution's output.
+    qh: usize,
+    qw: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedDeconv {
+    pub c_in: usize,
+    pub c_out: usize,
+    pub input_hw: [usize; 2],
+    pub output_hw: [usize; 2],
+    pub stride: [usize; 2],
+    pub pad_before: [usize; 2],
+    phases: Vec<Phase>,
+}
+
+impl PackedDeconv {
+    /// `weights` as [c_out][c_in][kh][kw] (tract's OIHW for a deconvolution).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad_before: [usize; 2],
+        input_hw: [usize; 2],
+        output_hw: [usize; 2],
+        weights: &[f32],
+        isa: Isa,
+    ) -> PackedDeconv {
+        let [kh, kw] = kernel;
+        assert_eq!(weights.len(), c_out * c_in * kh * kw);
+        let mut phases = Vec::new();
+        for a in 0..stride[0] {
+            for b in 0..stride[1] {
+                let m = kh.saturating_sub(a).div_ceil(stride[0]);
+                let n = kw.saturating_sub(b).div_ceil(stride[1]);
+                // Phase outputs q = 0..=q_max along each axis (q_max from the last output row of
+                // this phase); the phase convolution yields input + pad_after of them.
+                let q_max = |axis: usize, ph: usize| (output_hw[axis] - 1 + pad_before[axis]).saturating_sub(ph) / stride[axis];
+                let (qy, qx) = (q_max(0, a), q_max(1, b));
+                let pad_after = [(qy + 1).saturating_sub(input_hw[0]), (qx + 1).saturating_sub(input_hw[1])];
+                let (qh, qw) = (input_hw[0] + pad_after[0], input_hw[1] + pad_after[1]);
+                let conv = (m > 0 && n > 0).then(|| {
+                    let mut k = Vec::with_capacity(c_out * c_in * m * n);
+                    for co in 0..c_out {
+                        for ci in 0..c_in {
+                            for t in 0..m {
+                                for u in 0..n {
+                                    let ky = a + stride[0] * (m - 1 - t);
+                                    let kx = b + stride[1] * (n - 1 - u);
+                                    k.push(weights[((co * c_in + ci) * kh + ky) * kw + kx]);
+                                }
+                            }
+                        }
+                    }
+                    let spec = ConvSpec {
+                        c_in,
+                        c_out,
+                        group: 1,
+                        kernel: [m, n],
+                        stride: [1, 1],
+                        dilation: [1, 1],
+                        pad_before: [m - 1, n - 1],
+                        pad_after,
+                    };
+                    PackedConv::new(spec, &k, Clamp::NONE, isa)
+                });
+                phases.push(Phase { a, b, conv, qh, qw });
+            }
+        }
+        PackedDeconv { c_in, c_out, input_hw, output_hw, stride, pad_before, phases }
+    }
+
+    pub fn macs(&self) -> usize {
+        self.phases.iter().filter_map(|p| p.conv.as_ref()).map(|c| c.macs(self.input_hw[0], self.input_hw[1])).sum()
+    }
+
+    /// One CHW image in, c_out x output_hw out.
+    pub fn run(&self, input: &[f32], bias: &[f32], out: &mut [f32], par: &dyn Fn(usize, &(dyn Fn(usize) + Sync))) {
+        let [h, w] = self.input_hw;
+        let [oh, ow] = self.output_hw;
+        assert_eq!(input.len(), self.c_in * h * w);
+        assert_eq!(out.len(), self.c_out * oh * ow);
+        let mut tmp = Vec::new();
+        for p in &self.phases {
+            tmp.clear();
+            tmp.resize(self.c_out * p.qh * p.qw, 0.0);
+            match &p.conv {
+                Some(conv) => conv.run(input, h, w, bias, &mut tmp, par),
+                None => {
+                    for (co, plane) in tmp.chunks_mut(p.qh * p.qw).enumerate() {
+                        plane.fill(bias[co]);
+                    }
+                }
+            }
+            // Output row oy = q * s + a - pad for every q that lands inside the output.
+            let first = |axis: usize, ph: usize| self.pad_before[axis].saturating_sub(ph).div_ceil(self.stride[axis]);
+            let (q0, r0) = (first(0, p.a), first(1, p.b));
+            for co in 0..self.c_out {
+                let src = &tmp[co * p.qh * p.qw..][..p.qh * p.qw];
+                let dst = &mut out[co * oh * ow..][..oh * ow];
+                for q in q0..p.qh {
+                    let oy = q * self.stride[0] + p.a - self.pad_before[0];
+                    if oy >= oh {
+                        break;
+                    }
+                    let row = &src[q * p.qw..][..p.qw];
+                    let drow = &mut dst[oy * ow..][..ow];
+                    let mut ox = r0 * self.stride[1] + p.b - self.pad_before[1];
+                    for &v in &row[r0..] {
+                        if ox >= ow {
+                            break;
+                        }
+                        drow[ox] = v;
+                        ox += self.stride[1];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Plain reference transposed convolution (tests); weights [c_out][c_in][kh][kw].
+#[allow(clippy::too_many_arguments)]
+pub fn reference(
+    c_in: usize,
+    c_out: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad_before: [usize; 2],
+    input_hw: [usize; 2],
+    output_hw: [usize; 2],
+    input: &[f32],
+    weights: &[f32],
+    bias: &[f32],
+) -> Vec<f32> {
+    let [h, w] = input_hw;
+    let [oh, ow] = output_hw;
+    let mut out = vec![0f64; c_out * oh * ow];
+    for co in 0..c_out {
+        for v in &mut out[co * oh * ow..][..oh * ow] {
+            *v = bias[co] as f64;
+        }
+        for ci in 0..c_in {
+            for iy in 0..h {
+                for ix in 0..w {
+                    for ky in 0..kernel[0] {
+                        for kx in 0..kernel[1] {
+                            let oy = (iy * stride[0] + ky) as isize - pad_before[0] as isize;
+                            let ox = (ix * stride[1] + kx) as isize - pad_before[1] as isize;
+                            if oy < 0 || ox < 0 || oy >= oh as isize || ox >= ow as isize {
+                                continue;
+                            }
+                            out[(co * oh + oy as usize) * ow + ox as usize] += input[(ci * h + iy) * w + ix] as f64
+                                * weights[((co * c_in + ci) * kernel[0] + ky) * kernel[1] + kx] as f64;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cpu_kernels::conv::serial;
+    use crate::rng::SplitMix64;
+
+    #[test]
+    fn matches_reference_over_random_shapes() {
+        let mut rng = SplitMix64(3);
+        let mut cases = vec![(24, 17, [4, 4], [2, 2], [1, 1], [16, 16], 0)];
+        for _ in 0..120 {
+            let k = [1 + rng.below(6), 1 + rng.below(6)];
+            let s = [1 + rng.below(3), 1 + rng.below(3)];
+            let p = [rng.below(k[0]), rng.below(k[1])];
+            cases.push((1 + rng.below(20), 1 + rng.below(20), k, s, p, [1 + rng.below(19), 1 + rng.below(19)], rng.below(2)));
+        }
+        for (c_in, c_out, k, s, p, hw, adj) in cases {
+            // ONNX output size: (in - 1) * s + k - 2p (+ output_padding < s).
+            let out_dim = |i: usize| ((hw[i] - 1) * s[i] + k[i] + adj.min(s[i] - 1)).checked_sub(2 * p[i]).filter(|d| *d > 0);
+            let (Some(oh), Some(ow)) = (out_dim(0), out_dim(1)) else { continue };
+            let input: Vec<f32> = (0..c_in * hw[0] * hw[1]).map(|_| rng.unit_f32() - 0.5).collect();
+            let weights: Vec<f32> = (0..c_out * c_in * k[0] * k[1]).map(|_| rng.unit_f32() - 0.5).collect();
+            let bias: Vec<f32> = (0..c_out).map(|_| rng.unit_f32() - 0.5).collect();
+            let want = reference(c_in, c_out, k, s, p, hw, [oh, ow], &input, &weights, &bias);
+            for isa in Isa::available() {
+                let d = PackedDeconv::new(c_in, c_out, k, s, p, hw, [oh, ow], &weights, isa);
+                let mut got = vec![f32::NAN; c_out * oh * ow];
+                d.run(&input, &bias, &mut got, &serial);
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!((a - b).abs() <= 1e-5 * (c_in as f32).sqrt() + 1e-6, "{isa:?} k{k:?} s{s:?} p{p:?} {hw:?} at {i}: {a} vs {b}");
+                }
+            }
+        }
+    }
+}

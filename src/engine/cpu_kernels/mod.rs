@@ -1,0 +1,749 @@
+//! edgesight's own CPU kernels, swapped into tract's typed model at load time (`patch_model`).
+//!
+//! tract stays the graph runtime (loading, shape inference, every other op, the plan); only the
+//! convolutions it runs slowly on x86 are replaced by `EdgesightConv` (see `conv`), with the
+//! ReLU / ReLU6 that follows a convolution fused into its store.
+
+pub mod conv;
+pub mod deconv;
+pub mod resize;
+
+use conv::{Clamp, ConvSpec, Isa, PackedConv};
+use deconv::PackedDeconv;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cnn::{Conv, Deconv, KernelFormat, PaddingSpec};
+use tract_onnx::tract_core::ops::nn::resize::Resize as CoreResize;
+use tract_onnx::tract_core::ops::nn::{DataFormat, Reduce, Reducer};
+
+/// A convolution on NCHW f32 input with constant weights, run by `conv::PackedConv`. Inputs:
+/// the data and the bias (c_out values or one; a graph input before decluttering folds it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgesightConv {
+    pub conv: PackedConv,
+    /// Input (N, C, H, W), fixed at planning; `batch_axis` false for CHW tensors.
+    pub input_shape: [usize; 4],
+    pub output_shape: [usize; 4],
+    pub batch_axis: bool,
+}
+
+impl EdgesightConv {
+    fn tensor_shape(&self, s: [usize; 4]) -> TVec<usize> {
+        if self.batch_axis { s.into() } else { s[1..].into() }
+    }
+}
+
+// Weights are compared bitwise-equal or not; NaN weights only make two ops unequal.
+impl Eq for EdgesightConv {}
+
+impl Op for EdgesightConv {
+    fn name(&self) -> StaticName {
+        "EdgesightConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let s = &self.conv.spec;
+        Ok(vec![format!(
+            "in {:?} k {:?} s {:?} d {:?} pad {:?}/{:?} group {} clamp {:?}",
+            self.input_shape, s.kernel, s.stride, s.dilation, s.pad_before, s.pad_after, s.group, self.conv.clamp
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for EdgesightConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = inputs[0].to_plain_array_view::<f32>()?;
+        let input = input.as_slice().context("EdgesightConv input is not contiguous")?;
+        let [_, c, h, w] = self.input_shape;
+        let [_, co, oh, ow] = self.output_shape;
+        let bias: Vec<f32> = inputs[1].to_plain_array_view::<f32>()?.iter().copied().collect();
+        let bias = match bias.len() {
+            1 => vec![bias[0]; co],
+            l if l == co => bias,
+            l => bail!("EdgesightConv has {co} output channels, bias has {l} values"),
+        };
+        // SAFETY: the convolution writes every output element.
+        let mut t = unsafe { tract_onnx::prelude::Tensor::uninitialized::<f32>(&self.tensor_shape(self.output_shape))? };
+        {
+            let mut view = t.try_as_plain_ram_mut()?;
+            let out = view.as_slice_mut::<f32>()?;
+            for (img, o) in input.chunks(c * h * w).zip(out.chunks_mut(co * oh * ow)) {
+                self.conv.run(img, h, w, &bias, o, &parallel);
+            }
+        }
+        Ok(tvec!(t.into_tvalue()))
+    }
+}
+
+/// Runs `f(0..n)` on tract's executor: its rayon pool when `--threads` > 1.
+fn parallel(n: usize, f: &(dyn Fn(usize) + Sync)) {
+    use tract_linalg::multithread::{current_tract_executor, Executor};
+    match current_tract_executor() {
+        Executor::MultiThread(pool) if n > 1 => {
+            use rayon::prelude::*;
+            pool.install(|| (0..n).into_par_iter().for_each(f))
+        }
+        _ => (0..n).for_each(f),
+    }
+}
+
+impl TypedOp for EdgesightConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 2 && inputs[0].datum_type == f32::datum_type() && inputs[1].datum_type == f32::datum_type());
+        ensure!(
+            inputs[0].shape.as_concrete() == Some(&self.tensor_shape(self.input_shape)[..]),
+            "EdgesightConv planned for {:?}",
+            self.input_shape
+        );
+        Ok(tvec!(f32::fact(self.tensor_shape(self.output_shape))))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let macs = self.input_shape[0] * self.conv.macs(self.input_shape[2], self.input_shape[3]);
+        Ok(tvec!((Cost::FMA(f32::datum_type()), macs.into())))
+    }
+
+    as_op!();
+}
+
+/// A transposed convolution (group 1, constant weights) run by `deconv::PackedDeconv`. Inputs:
+/// the data and the bias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgesightDeconv {
+    pub deconv: PackedDeconv,
+    pub batch: usize,
+    pub batch_axis: bool,
+}
+
+impl Eq for EdgesightDeconv {}
+
+impl EdgesightDeconv {
+    fn shape(&self, c: usize, hw: [usize; 2]) -> TVec<usize> {
+        if self.batch_axis { tvec!(self.batch, c, hw[0], hw[1]) } else { tvec!(c, hw[0], hw[1]) }
+    }
+}
+
+impl Op for EdgesightDeconv {
+    fn name(&self) -> StaticName {
+        "EdgesightDeconv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let d = &self.deconv;
+        Ok(vec![format!("{} -> {} {:?} -> {:?} s {:?}", d.c_in, d.c_out, d.input_hw, d.output_hw, d.stride)])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for EdgesightDeconv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let d = &self.deconv;
+        let input = inputs[0].to_plain_array_view::<f32>()?;
+        let input = input.as_slice().context("EdgesightDeconv input is not contiguous")?;
+        let bias: Vec<f32> = inputs[1].to_plain_array_view::<f32>()?.iter().copied().collect();
+        let bias = match bias.len() {
+            1 => vec![bias[0]; d.c_out],
+            l if l == d.c_out => bias,
+            l => bail!("EdgesightDeconv has {} output channels, bias has {l} values", d.c_out),
+        };
+        let plane_in = d.c_in * d.input_hw[0] * d.input_hw[1];
+        let plane_out = d.c_out * d.output_hw[0] * d.output_hw[1];
+        let mut t = tract_onnx::prelude::Tensor::zero::<f32>(&self.shape(d.c_out, d.output_hw))?;
+        {
+            let mut view = t.try_as_plain_ram_mut()?;
+            let out = view.as_slice_mut::<f32>()?;
+            for (img, o) in input.chunks(plane_in).zip(out.chunks_mut(plane_out)) {
+                d.run(img, &bias, o, &parallel);
+            }
+        }
+        Ok(tvec!(t.into_tvalue()))
+    }
+}
+
+impl TypedOp for EdgesightDeconv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let d = &self.deconv;
+        ensure!(inputs.len() == 2 && inputs[0].datum_type == f32::datum_type() && inputs[1].datum_type == f32::datum_type());
+        ensure!(inputs[0].shape.as_concrete() == Some(&self.shape(d.c_in, d.input_hw)[..]));
+        Ok(tvec!(f32::fact(self.shape(d.c_out, d.output_hw))))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        Ok(tvec!((Cost::FMA(f32::datum_type()), (self.batch * self.deconv.macs()).into())))
+    }
+
+    as_op!();
+}
+
+fn edgesight_deconv(model: &TypedModel, node: &TypedNode, op: &Deconv, isa: Isa) -> TractResult<Option<EdgesightDeconv>> {
+    let ps = &op.pool_spec;
+    if op.group != 1
+        || !matches!(ps.data_format, DataFormat::NCHW | DataFormat::CHW)
+        || op.kernel_format != KernelFormat::OIHW
+        || ps.kernel_shape.len() != 2
+        || node.inputs.len() != 3
+        || ps.dilations.as_ref().is_some_and(|d| d.iter().any(|d| *d != 1))
+        || !matches!(ps.padding, PaddingSpec::Explicit(..) | PaddingSpec::Valid)
+    {
+        return Ok(None);
+    }
+    let input = model.outlet_fact(node.inputs[0])?;
+    let Some(kernel) = model.outlet_fact(node.inputs[1])?.konst.clone() else { return Ok(None) };
+    let bias = model.outlet_fact(node.inputs[2])?;
+    if input.datum_type != f32::datum_type() || kernel.datum_type() != f32::datum_type() || bias.datum_type != f32::datum_type() {
+        return Ok(None);
+    }
+    let Some(shape) = input.shape.as_concrete() else { return Ok(None) };
+    let batch_axis = ps.data_format == DataFormat::NCHW;
+    let (n, c, h, w) = match (batch_axis, shape) {
+        (true, &[n, c, h, w]) => (n, c, h, w),
+        (false, &[c, h, w]) => (1, c, h, w),
+        _ => return Ok(None),
+    };
+    let (kh, kw) = (ps.kernel_shape[0], ps.kernel_shape[1]);
+    let c_out = ps.output_channels;
+    if c != ps.input_channels || kernel.shape() != [c_out, c, kh, kw] {
+        return Ok(None);
+    }
+    let Some(out_shape) = model.outlet_fact(node.id.into())?.shape.as_concrete().map(|s| s.to_vec()) else { return Ok(None) };
+    let (oh, ow) = (out_shape[out_shape.len() - 2], out_shape[out_shape.len() - 1]);
+    let strides: TVec<usize> = ps.strides.clone().unwrap_or_else(|| tvec!(1, 1));
+    let padded = ps.padding.compute_for_deconv(&[h, w], &[kh, kw], &[1, 1], &strides, &op.adjustments)?;
+    if [padded[0].deconvoluted, padded[1].deconvoluted] != [oh, ow] {
+        return Ok(None);
+    }
+    if !matches!(bias.shape.as_concrete(), Some(s) if s.iter().product::<usize>() == c_out || s.iter().product::<usize>() == 1) {
+        return Ok(None);
+    }
+    let kernel: Vec<f32> = kernel.to_plain_array_view::<f32>()?.iter().copied().collect();
+    let deconv = PackedDeconv::new(
+        c,
+        c_out,
+        [kh, kw],
+        [strides[0], strides[1]],
+        [padded[0].pad_before, padded[1].pad_before],
+        [h, w],
+        [oh, ow],
+        &kernel,
+        isa,
+    );
+    Ok(Some(EdgesightDeconv { deconv, batch: n, batch_axis }))
+}
+
+/// tract's core Resize on the last two axes of an f32 tensor, run by `resize::resize_planes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgesightResize {
+    pub input_shape: TVec<usize>,
+    pub output_shape: TVec<usize>,
+    pub rows: resize::AxisTaps,
+    pub cols: resize::AxisTaps,
+}
+
+impl Eq for EdgesightResize {}
+
+impl Op for EdgesightResize {
+    fn name(&self) -> StaticName {
+        "EdgesightResize".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?} -> {:?}", self.input_shape, self.output_shape)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for EdgesightResize {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = inputs[0].to_plain_array_view::<f32>()?;
+        let input = input.as_slice().context("EdgesightResize input is not contiguous")?;
+        let r = self.input_shape.len();
+        let (h, w) = (self.input_shape[r - 2], self.input_shape[r - 1]);
+        let planes = self.input_shape[..r - 2].iter().product();
+        // SAFETY: the resize writes every output element.
+        let mut t = unsafe { tract_onnx::prelude::Tensor::uninitialized::<f32>(&self.output_shape)? };
+        resize::resize_planes(input, planes, h, w, &self.rows, &self.cols, t.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
+        Ok(tvec!(t.into_tvalue()))
+    }
+}
+
+impl TypedOp for EdgesightResize {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
+        ensure!(inputs[0].shape.as_concrete() == Some(&self.input_shape[..]));
+        Ok(tvec!(f32::fact(&self.output_shape)))
+    }
+
+    as_op!();
+}
+
+fn edgesight_resize(model: &TypedModel, node: &TypedNode, op: &CoreResize) -> TractResult<Option<EdgesightResize>> {
+    let input = model.outlet_fact(node.inputs[0])?;
+    let (Some(shape), Some(out_shape)) =
+        (input.shape.as_concrete(), model.outlet_fact(node.id.into())?.shape.as_concrete())
+    else {
+        return Ok(None);
+    };
+    let rank = shape.len();
+    if input.datum_type != f32::datum_type() || rank < 2 || out_shape.len() != rank {
+        return Ok(None);
+    }
+    // The scales tract's eval would use: the scales input when it has one per axis, else the
+    // size ratio.
+    let scales_input = op.optional_scales_input.and_then(|ix| node.inputs.get(ix));
+    let scales: Vec<f32> = match scales_input.map(|o| model.outlet_fact(*o)).transpose()? {
+        Some(f) if f.shape.volume() == rank.to_dim() => {
+            let Some(k) = &f.konst else { return Ok(None) };
+            k.cast_to::<f32>()?.to_plain_array_view::<f32>()?.iter().copied().collect()
+        }
+        _ => out_shape.iter().zip(shape).map(|(o, i)| *o as f32 / *i as f32).collect(),
+    };
+    for axis in 0..rank - 2 {
+        if shape[axis] != out_shape[axis] || scales[axis] != 1.0 {
+            return Ok(None);
+        }
+    }
+    let taps = |axis: usize| {
+        let plan = op.plan_axis(scales[axis], shape[axis], out_shape[axis]);
+        (!plan.extrapolated.contains(&true))
+            .then_some(resize::AxisTaps { window: plan.window, indices: plan.indices, weights: plan.weights })
+    };
+    let (Some(rows), Some(cols)) = (taps(rank - 2), taps(rank - 1)) else { return Ok(None) };
+    Ok(Some(EdgesightResize { input_shape: shape.into(), output_shape: out_shape.into(), rows, cols }))
+}
+
+/// Max over one strided axis of an f32 tensor (tract 0.23.9 folds it element by element through
+/// ndarray views: 16 ms for MoveNet's 64x64x6x17 -> 64x64x1x17). Same fold as tract's, so the
+/// same result, NaNs included.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EdgesightReduceMax {
+    pub input_shape: TVec<usize>,
+    pub axis: usize,
+}
+
+impl EdgesightReduceMax {
+    fn output_shape(&self) -> TVec<usize> {
+        let mut s = self.input_shape.clone();
+        s[self.axis] = 1;
+        s
+    }
+}
+
+impl Op for EdgesightReduceMax {
+    fn name(&self) -> StaticName {
+        "EdgesightReduceMax".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?} axis {}", self.input_shape, self.axis)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for EdgesightReduceMax {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = inputs[0].to_plain_array_view::<f32>()?;
+        let input = input.as_slice().context("EdgesightReduceMax input is not contiguous")?;
+        let len = self.input_shape[self.axis];
+        let inner: usize = self.input_shape[self.axis + 1..].iter().product();
+        let mut t = tract_onnx::prelude::Tensor::zero::<f32>(&self.output_shape())?;
+        {
+            let mut view = t.try_as_plain_ram_mut()?;
+            let out = view.as_slice_mut::<f32>()?;
+            for (src, dst) in input.chunks_exact(len * inner).zip(out.chunks_exact_mut(inner)) {
+                dst.fill(f32::MIN);
+                for row in src.chunks_exact(inner) {
+                    for (acc, &v) in dst.iter_mut().zip(row) {
+                        *acc = if *acc > v { *acc } else { v };
+                    }
+                }
+            }
+        }
+        Ok(tvec!(t.into_tvalue()))
+    }
+}
+
+impl TypedOp for EdgesightReduceMax {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
+        ensure!(inputs[0].shape.as_concrete() == Some(&self.input_shape[..]));
+        Ok(tvec!(f32::fact(self.output_shape())))
+    }
+
+    as_op!();
+}
+
+/// What `patch_model` replaced, for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PatchCount {
+    pub convs: usize,
+    pub deconvs: usize,
+    pub resizes: usize,
+    pub reductions: usize,
+    pub broadcasts: usize,
+    pub fused_clamps: usize,
+}
+
+/// Replaces every f32 NCHW 2D convolution with constant weights by `EdgesightConv` and fuses a
+/// following max/min against constants into it. Returns the model unchanged where this CPU has
+/// no fast kernels (`Isa::fast`), or when `EDGESIGHT_TRACT_ONLY` is set (for comparisons).
+pub fn patch_model(model: &mut TypedModel) -> TractResult<PatchCount> {
+    let mut count = PatchCount::default();
+    let Some(isa) = Isa::fast() else { return Ok(count) };
+    if std::env::var_os("EDGESIGHT_TRACT_ONLY").is_some() {
+        return Ok(count);
+    }
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        if let Some(op) = node.op_as::<Deconv>() {
+            if let Some(op) = edgesight_deconv(model, node, op, isa)? {
+                let patch = TypedModelPatch::replace_single_op(model, node, &[node.inputs[0], node.inputs[2]], op)?;
+                patch.apply(model)?;
+                count.deconvs += 1;
+            }
+            continue;
+        }
+        if let Some(op) = node.op_as::<TypedBinOp>() {
+            if let Some(op) = edgesight_broadcast(model, node, op)? {
+                let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
+                patch.apply(model)?;
+                count.broadcasts += 1;
+            }
+            continue;
+        }
+        if let Some(op) = node.op_as::<Reduce>() {
+            let fact = model.outlet_fact(node.inputs[0])?;
+            if let (Reducer::Max, [axis], Some(shape), true) =
+                (&op.reducer, &op.axes[..], fact.shape.as_concrete(), fact.datum_type == f32::datum_type())
+            {
+                // Only the strided case: tract's contiguous one is already vectorised.
+                if *axis + 1 < shape.len() && shape[axis + 1..].iter().product::<usize>() > 1 {
+                    let op = EdgesightReduceMax { input_shape: shape.into(), axis: *axis };
+                    let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
+                    patch.apply(model)?;
+                    count.reductions += 1;
+                }
+            }
+            continue;
+        }
+        if let Some(op) = node.op_as::<CoreResize>() {
+            if let Some(op) = edgesight_resize(model, node, op)? {
+                let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
+                patch.apply(model)?;
+                count.resizes += 1;
+            }
+            continue;
+        }
+        let Some(conv) = node.op_as::<Conv>() else { continue };
+        let Some(op) = edgesight_conv(model, node, conv, isa)? else {
+            if std::env::var_os("EDGESIGHT_DEBUG_PATCH").is_some() {
+                let facts: Vec<String> = node.inputs.iter().map(|i| model.outlet_fact(*i).map(|f| format!("{f:?} konst={}", f.konst.is_some())).unwrap_or_default()).collect();
+                eprintln!("not patched: {} {:?} {:?} {:?}", node.name, conv.pool_spec, conv.kernel_fmt, facts);
+            }
+            continue;
+        };
+        let patch = TypedModelPatch::replace_single_op(model, node, &[node.inputs[0], node.inputs[2]], op)?;
+        patch.apply(model)?;
+        count.convs += 1;
+    }
+    // Fuse clamps: conv -> max(x, c) -> min(x, c) (ReLU, ReLU6, Clip) when the conv output has
+    // no other reader.
+    loop {
+        let mut fused = false;
+        for id in model.eval_order()? {
+            let node = model.node(id);
+            let Some(op) = node.op_as::<EdgesightConv>() else { continue };
+            let Some(succ) = model.single_succ(id)? else { continue };
+            if model.outputs.iter().any(|o| o.node == id) {
+                continue;
+            }
+            let Some((kind, value)) = clamp_of(model, succ, id)? else { continue };
+            let mut op = op.clone();
+            match kind {
+                "Max" => op.conv.clamp.lo = op.conv.clamp.lo.max(value),
+                _ => op.conv.clamp.hi = op.conv.clamp.hi.min(value),
+            }
+            let patch = TypedModelPatch::fuse_with_next(model, node, op)?;
+            patch.apply(model)?;
+            count.fused_clamps += 1;
+            fused = true;
+            break;
+        }
+        if !fused {
+            break;
+        }
+    }
+    model.compact()?;
+    Ok(count)
+}
+
+/// `succ` as ("Max" | "Min", c) when it is max/min of `from`'s output and a uniform constant
+/// and keeps its shape.
+fn clamp_of(model: &TypedModel, succ: &TypedNode, from: usize) -> TractResult<Option<(&'static str, f32)>> {
+    let Some(bin) = succ.op_as::<TypedBinOp>() else { return Ok(None) };
+    let kind = match bin.0.name() {
+        "Max" => "Max",
+        "Min" => "Min",
+        _ => return Ok(None),
+    };
+    if succ.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let other = match (succ.inputs[0].node == from, succ.inputs[1].node == from) {
+        (true, false) => succ.inputs[1],
+        (false, true) => succ.inputs[0],
+        _ => return Ok(None),
+    };
+    let conv_out = if succ.inputs[0].node == from { succ.inputs[0] } else { succ.inputs[1] };
+    let other = model.outlet_fact(other)?;
+    let Some(k) = &other.konst else { return Ok(None) };
+    if k.datum_type() != f32::datum_type() || k.len() == 0 {
+        return Ok(None);
+    }
+    let vals: Vec<f32> = k.to_plain_array_view::<f32>()?.iter().copied().collect();
+    if vals.iter().any(|v| *v != vals[0] || v.is_nan()) {
+        return Ok(None);
+    }
+    if model.outlet_fact(succ.id.into())?.shape != model.outlet_fact(conv_out)?.shape {
+        return Ok(None);
+    }
+    Ok(Some((kind, vals[0])))
+}
+
+fn edgesight_conv(model: &TypedModel, node: &TypedNode, conv: &Conv, isa: Isa) -> TractResult<Option<EdgesightConv>> {
+    let ps = &conv.pool_spec;
+    if conv.q_params.is_some()
+        || !matches!(ps.data_format, DataFormat::NCHW | DataFormat::CHW)
+        || conv.kernel_fmt != KernelFormat::OIHW
+        || ps.kernel_shape.len() != 2
+        || node.inputs.len() != 3
+    {
+        return Ok(None);
+    }
+    let input = model.outlet_fact(node.inputs[0])?;
+    let Some(kernel) = model.outlet_fact(node.inputs[1])?.konst.clone() else { return Ok(None) };
+    let bias = model.outlet_fact(node.inputs[2])?;
+    if input.datum_type != f32::datum_type() || kernel.datum_type() != f32::datum_type() || bias.datum_type != f32::datum_type() {
+        return Ok(None);
+    }
+    let Some(shape) = input.shape.as_concrete() else { return Ok(None) };
+    let batch_axis = ps.data_format == DataFormat::NCHW;
+    let (n, c, h, w) = match (batch_axis, shape) {
+        (true, &[n, c, h, w]) => (n, c, h, w),
+        (false, &[c, h, w]) => (1, c, h, w),
+        _ => return Ok(None),
+    };
+    let (kh, kw) = (ps.kernel_shape[0], ps.kernel_shape[1]);
+    let group = conv.group;
+    let c_out = ps.output_channels;
+    if c != ps.input_channels || group == 0 || c % group != 0 || c_out % group != 0 {
+        return Ok(None);
+    }
+    if kernel.shape() != [c_out, c / group, kh, kw] {
+        return Ok(None);
+    }
+    let strides: TVec<usize> = ps.strides.clone().unwrap_or_else(|| tvec!(1, 1));
+    let dilations: TVec<usize> = ps.dilations.clone().unwrap_or_else(|| tvec!(1, 1));
+    let padded = ps.padding.compute(&[h, w], &[kh, kw], &dilations, &strides);
+    if !matches!(bias.shape.as_concrete(), Some(s) if s.iter().product::<usize>() == c_out || s.iter().product::<usize>() == 1) {
+        return Ok(None);
+    }
+    let spec = ConvSpec {
+        c_in: c,
+        c_out,
+        group,
+        kernel: [kh, kw],
+        stride: [strides[0], strides[1]],
+        dilation: [dilations[0], dilations[1]],
+        pad_before: [padded[0].pad_before, padded[1].pad_before],
+        pad_after: [padded[0].pad_after, padded[1].pad_after],
+    };
+    let Some((oh, ow)) = spec.output_hw(h, w) else { return Ok(None) };
+    if (oh, ow) != (padded[0].convoluted, padded[1].convoluted) {
+        return Ok(None);
+    }
+    let kernel: Vec<f32> = kernel.to_plain_array_view::<f32>()?.iter().copied().collect();
+    let conv = PackedConv::new(spec, &kernel, Clamp::NONE, isa);
+    Ok(Some(EdgesightConv { conv, input_shape: [n, c, h, w], output_shape: [n, c_out, oh, ow], batch_axis }))
+}
+
+/// Add / Sub / Mul of two f32 tensors that broadcast against each other in middle axes (MoveNet's
+/// [64,64,6,17] x [64,64,1,17] decoding arithmetic), where tract 0.23.9 falls back to a generic
+/// element-by-element loop. Same IEEE operation per element, so bitwise the same result.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EdgesightBroadcast {
+    pub kind: BinKind,
+    pub a_shape: TVec<usize>,
+    pub b_shape: TVec<usize>,
+    pub out_shape: TVec<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinKind {
+    Add,
+    Sub,
+    Mul,
+}
+
+impl Op for EdgesightBroadcast {
+    fn name(&self) -> StaticName {
+        format!("Edgesight{:?}", self.kind).into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?} x {:?}", self.a_shape, self.b_shape)])
+    }
+
+    op_as_typed_op!();
+}
+
+/// `out = f(a, b)` with numpy broadcasting; all shapes of the same rank.
+pub fn broadcast_binary(a: &[f32], a_shape: &[usize], b: &[f32], b_shape: &[usize], out_shape: &[usize], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+    let rank = out_shape.len();
+    let strides = |shape: &[usize]| {
+        let mut s = vec![0usize; rank];
+        let mut acc = 1;
+        for i in (0..rank).rev() {
+            s[i] = if shape[i] == 1 { 0 } else { acc };
+            acc *= shape[i];
+        }
+        s
+    };
+    let (sa, sb) = (strides(a_shape), strides(b_shape));
+    let inner = out_shape[rank - 1];
+    let (ia, ib) = (sa[rank - 1], sb[rank - 1]);
+    let mut idx = vec![0usize; rank];
+    for row in out.chunks_exact_mut(inner.max(1)) {
+        let oa: usize = (0..rank - 1).map(|i| idx[i] * sa[i]).sum();
+        let ob: usize = (0..rank - 1).map(|i| idx[i] * sb[i]).sum();
+        match (ia, ib) {
+            (1, 1) => row.iter_mut().zip(&a[oa..oa + inner]).zip(&b[ob..ob + inner]).for_each(|((o, x), y)| *o = f(*x, *y)),
+            (1, 0) => row.iter_mut().zip(&a[oa..oa + inner]).for_each(|(o, x)| *o = f(*x, b[ob])),
+            (0, 1) => row.iter_mut().zip(&b[ob..ob + inner]).for_each(|(o, y)| *o = f(a[oa], *y)),
+            _ => row.fill(f(a[oa], b[ob])),
+        }
+        for i in (0..rank - 1).rev() {
+            idx[i] += 1;
+            if idx[i] < out_shape[i] {
+                break;
+            }
+            idx[i] = 0;
+        }
+    }
+}
+
+impl EvalOp for EdgesightBroadcast {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let a = inputs[0].to_plain_array_view::<f32>()?;
+        let b = inputs[1].to_plain_array_view::<f32>()?;
+        let (a, b) = (a.as_slice().context("not contiguous")?, b.as_slice().context("not contiguous")?);
+        // SAFETY: broadcast_binary writes every output element.
+        let mut t = unsafe { tract_onnx::prelude::Tensor::uninitialized::<f32>(&self.out_shape)? };
+        {
+            let mut view = t.try_as_plain_ram_mut()?;
+            let out = view.as_slice_mut::<f32>()?;
+            match self.kind {
+                BinKind::Add => broadcast_binary(a, &self.a_shape, b, &self.b_shape, &self.out_shape, out, |x, y| x + y),
+                BinKind::Sub => broadcast_binary(a, &self.a_shape, b, &self.b_shape, &self.out_shape, out, |x, y| x - y),
+                BinKind::Mul => broadcast_binary(a, &self.a_shape, b, &self.b_shape, &self.out_shape, out, |x, y| x * y),
+            }
+        }
+        Ok(tvec!(t.into_tvalue()))
+    }
+}
+
+impl TypedOp for EdgesightBroadcast {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 2 && inputs.iter().all(|f| f.datum_type == f32::datum_type()));
+        ensure!(inputs[0].shape.as_concrete() == Some(&self.a_shape[..]) && inputs[1].shape.as_concrete() == Some(&self.b_shape[..]));
+        Ok(tvec!(f32::fact(&self.out_shape)))
+    }
+
+    as_op!();
+}
+
+/// An `EdgesightBroadcast` for `node` when it is f32 Add/Sub/Mul whose inputs both broadcast, or
+/// one broadcasts in an axis before a non-broadcast one (tract's fast paths cover the rest:
+/// same shapes, scalars, leading-axis broadcasts).
+fn edgesight_broadcast(model: &TypedModel, node: &TypedNode, op: &TypedBinOp) -> TractResult<Option<EdgesightBroadcast>> {
+    let kind = match op.0.name() {
+        "Add" => BinKind::Add,
+        "Sub" => BinKind::Sub,
+        "Mul" => BinKind::Mul,
+        _ => return Ok(None),
+    };
+    if node.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let (fa, fb, fo) = (model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?, model.outlet_fact(node.id.into())?);
+    if [fa, fb, fo].iter().any(|f| f.datum_type != f32::datum_type()) {
+        return Ok(None);
+    }
+    let (Some(a), Some(b), Some(o)) = (fa.shape.as_concrete(), fb.shape.as_concrete(), fo.shape.as_concrete()) else { return Ok(None) };
+    if a.len() != o.len() || b.len() != o.len() || o.is_empty() || o.iter().product::<usize>() < 4096 {
+        return Ok(None);
+    }
+    let broadcasts = |s: &[usize]| s != o;
+    let scalar = |s: &[usize]| s.iter().all(|d| *d == 1);
+    // A size-1 axis (broadcast) followed later by a full-size axis.
+    let middle = |s: &[usize]| (0..s.len()).any(|i| s[i] == 1 && o[i] > 1 && (i + 1..s.len()).any(|j| s[j] == o[j] && o[j] > 1));
+    let wanted = !scalar(a) && !scalar(b) && ((broadcasts(a) && broadcasts(b)) || middle(a) || middle(b));
+    if !wanted || a.iter().zip(o).any(|(x, y)| *x != *y && *x != 1) || b.iter().zip(o).any(|(x, y)| *x != *y && *x != 1) {
+        return Ok(None);
+    }
+    Ok(Some(EdgesightBroadcast { kind, a_shape: a.into(), b_shape: b.into(), out_shape: o.into() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    #[test]
+    fn broadcast_binary_matches_naive() {
+        let mut rng = SplitMix64(21);
+        for _ in 0..200 {
+            let rank = 1 + rng.below(4);
+            let out: Vec<usize> = (0..rank).map(|_| 1 + rng.below(5)).collect();
+            let pick = |rng: &mut SplitMix64| out.iter().map(|&d| if rng.below(2) == 0 { 1 } else { d }).collect::<Vec<_>>();
+            let (sa, sb) = (pick(&mut rng), pick(&mut rng));
+            let a: Vec<f32> = (0..sa.iter().product()).map(|_| rng.unit_f32()).collect();
+            let b: Vec<f32> = (0..sb.iter().product()).map(|_| rng.unit_f32()).collect();
+            let mut got = vec![0f32; out.iter().product()];
+            broadcast_binary(&a, &sa, &b, &sb, &out, &mut got, |x, y| x - y);
+            let at = |v: &[f32], s: &[usize], idx: &[usize]| v[idx.iter().zip(s).fold(0, |acc, (i, d)| acc * d + if *d == 1 { 0 } else { *i })];
+            for (k, g) in got.iter().enumerate() {
+                let mut idx = vec![0; rank];
+                let mut r = k;
+                for i in (0..rank).rev() {
+                    idx[i] = r % out[i];
+                    r /= out[i];
+                }
+                assert_eq!(*g, at(&a, &sa, &idx) - at(&b, &sb, &idx), "{sa:?} {sb:?} {out:?}");
+            }
+        }
+    }
+}
