@@ -190,7 +190,7 @@ impl TractEngine {
 
 /// CPU time of the calling thread (profiles on a shared machine; with 1 thread all work runs
 /// on it). Linux only; elsewhere wall time.
-fn thread_cpu_seconds() -> f64 {
+pub(crate) fn thread_cpu_seconds() -> f64 {
     #[cfg(target_os = "linux")]
     {
         #[repr(C)]

@@ -1073,21 +1073,8 @@ mod tests {
         check(deep, 11, 17, Clamp { lo: 0.0, hi: f32::INFINITY }, &mut rng);
     }
 
-    /// CPU time of this thread: the machine is shared, and wall time counts other processes.
-    pub fn thread_cpu_seconds() -> f64 {
-        #[repr(C)]
-        struct Timespec {
-            sec: i64,
-            nsec: i64,
-        }
-        extern "C" {
-            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-        }
-        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-        let mut t = Timespec { sec: 0, nsec: 0 };
-        unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
-        t.sec as f64 + t.nsec as f64 * 1e-9
-    }
+    // CPU time of this thread: the machine is shared, and wall time counts other processes.
+    use crate::engine::tract_cpu::thread_cpu_seconds;
 
     /// `cargo test --release --lib cpu_kernels -- --ignored --nocapture`: GMAC/s per shape
     /// (thread CPU time, Linux x86_64).
