@@ -18,13 +18,18 @@ pub struct TractEngine {
     input_dtype: DType,
 }
 
-/// Threads for every tract plan in this process (matrix products run on a rayon pool).
+/// Threads for every CPU plan in this process.
 pub fn set_threads(n: usize) -> Result<()> {
     if n == 0 || n > 256 {
         bail!("--threads must be between 1 and 256, got {n}");
     }
     use tract_linalg::multithread::{set_default_executor, Executor};
+    // tract's rayon pool for its own matrix products (all of them where edgesight's kernels
+    // are off, e.g. arm64); edgesight's kernels split their tasks over their own spinning pool.
     set_default_executor(if n == 1 { Executor::SingleThread } else { Executor::multithread(n) });
+    if super::cpu_kernels::conv::Isa::fast().is_some() {
+        super::cpu_kernels::pool::set_threads(n).context("cannot start the CPU worker threads")?;
+    }
     THREADS.store(n, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }

@@ -11,7 +11,8 @@
 //!   walks input channels and taps, one broadcast weight per (channel, tap, r);
 //! * the `V` vectors of a tile are any output positions (several short rows at once), so narrow
 //!   feature maps (16 or 28 wide) still fill the vectors;
-//! * tiles are spread over tract's rayon pool when `--threads` > 1.
+//! * tasks (runs of tiles x runs of output blocks, or one channel group each) are spread over
+//!   the worker threads of `pool` when `--threads` > 1.
 
 use std::sync::Arc;
 
@@ -214,7 +215,8 @@ impl PackedConv {
         // sequential streams.
         let tile_major = taps.len() > 1;
         // Runs every block of group `gi` over `pos`, reading the group's padded input at `buf`.
-        let compute = |buf: *const f32, ci_stride: usize, gi: usize, pos: &[(usize, usize, usize)]| {
+        let all_blocks = 0..self.blocks.len();
+        let compute = |buf: *const f32, ci_stride: usize, gi: usize, pos: &[(usize, usize, usize)], br: std::ops::Range<usize>| {
             let ctx = Ctx { buf, ci_stride, cig, taps: &taps, out, plane, clamp: self.clamp };
             let v_of = |r: usize| self.isa.tiles().iter().find(|t| t.0 == r).unwrap().1;
             let v_main = v_of(self.blocks[0].1);
@@ -229,6 +231,9 @@ impl PackedConv {
                     for ci0 in (0..cig).step_by(KC) {
                         let n_ci = KC.min(cig - ci0);
                         for (bi, &(c0, r)) in self.blocks[..main].iter().enumerate() {
+                            if !br.contains(&bi) {
+                                continue;
+                            }
                             let co = gi * cog + c0;
                             let w = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
                             // SAFETY: as below; a chunk after the first reads back what the
@@ -241,7 +246,7 @@ impl PackedConv {
                 }
             }
             for (bi, &(c0, r)) in self.blocks.iter().enumerate() {
-                if bi < main && tile_major {
+                if (bi < main && tile_major) || !br.contains(&bi) {
                     continue;
                 }
                 let v = v_of(r);
@@ -277,10 +282,10 @@ impl PackedConv {
                     if depthwise_rows {
                         // SAFETY: as for `tile`; full row groups only, so every row read exists.
                         let rest = unsafe { self.depthwise_rows(scratch.as_ptr(), row, phase_len, out_h, out_w, gi, bias[gi], out.get()) };
-                        compute(scratch.as_ptr(), ci_stride, gi, &positions[rest * chunks..]);
+                        compute(scratch.as_ptr(), ci_stride, gi, &positions[rest * chunks..], all_blocks.clone());
                         return;
                     }
-                    compute(scratch.as_ptr(), ci_stride, gi, &positions);
+                    compute(scratch.as_ptr(), ci_stride, gi, &positions, all_blocks.clone());
                 })
             });
             return;
@@ -293,17 +298,33 @@ impl PackedConv {
             if scratch.len() < s.c_in * ci_stride {
                 scratch.resize(s.c_in * ci_stride, 0.0);
             }
-            for ci in 0..s.c_in {
-                geom.fill(&input[ci * in_h * in_w..][..in_h * in_w], &mut scratch[ci * ci_stride..][..ci_stride]);
-            }
+            // Padding is a copy of the whole input: split by channels like the convolution.
+            let dst = SendPtr(scratch.as_mut_ptr());
+            let per = s.c_in.div_ceil(s.c_in.min(16));
+            par(s.c_in.div_ceil(per), &|t: usize| {
+                for ci in t * per..((t + 1) * per).min(s.c_in) {
+                    // SAFETY: each task writes its own channels' disjoint ci_stride slices.
+                    let d = unsafe { std::slice::from_raw_parts_mut(dst.get().add(ci * ci_stride), ci_stride) };
+                    geom.fill(&input[ci * in_h * in_w..][..in_h * in_w], d);
+                }
+            });
         }
         let (buf, ci_stride) = if in_place { (SendConstPtr(input.as_ptr()), in_w) } else { (SendConstPtr(scratch.as_ptr()), ci_stride) };
         let v_main = self.blocks.first().map_or(1, |b| self.isa.tiles().iter().find(|t| t.0 == b.1).unwrap().1);
-        let step = if tile_major { 8 * v_main } else { 384usize.div_ceil(v_main) * v_main };
-        let n_tasks = positions.len().div_ceil(step);
-        par(n_tasks, &|t: usize| {
+        // Tasks: runs of positions (whole tiles) x runs of output blocks, about one per MTASK
+        // multiply-adds so both threads get work even on small late-stage maps, where a split
+        // by positions alone gave one task. Every output sees the same arithmetic in any split.
+        const MTASK: usize = 1 << 20;
+        let want = (self.macs(h, w) / MTASK).clamp(1, 64);
+        let tiles = positions.len().div_ceil(v_main);
+        let n_pos = want.min(tiles);
+        let n_blk = (want / n_pos).clamp(1, self.blocks.len().max(1));
+        let nb = self.blocks.len();
+        par(n_pos * n_blk, &|t: usize| {
             let buf = buf;
-            compute(buf.0, ci_stride, 0, &positions[t * step..((t + 1) * step).min(positions.len())])
+            let (tp, tb) = (t / n_blk, t % n_blk);
+            let (p0, p1) = (tp * tiles / n_pos * v_main, ((tp + 1) * tiles / n_pos * v_main).min(positions.len()));
+            compute(buf.0, ci_stride, 0, &positions[p0..p1], tb * nb / n_blk..(tb + 1) * nb / n_blk)
         });
         if !in_place {
             SCRATCH.with(|s| *s.borrow_mut() = scratch);
@@ -597,10 +618,10 @@ thread_local! {
 }
 
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 impl SendPtr {
     // A method, so closures capture the whole (Sync) wrapper, not its raw-pointer field.
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }

@@ -7,7 +7,7 @@
 //! from input row `q - m` where `q = (oy + pad - a) / s`: a correlation over `m` with the kernel
 //! rows of that phase reversed and `M - 1` rows of padding before.
 
-use super::conv::{Clamp, ConvSpec, Isa, PackedConv};
+use super::conv::{Clamp, ConvSpec, Isa, PackedConv, SendPtr};
 
 #[derive(Debug, Clone, PartialEq)]
 struct Phase {
@@ -115,9 +115,11 @@ impl PackedDeconv {
             // Output row oy = q * s + a - pad for every q that lands inside the output.
             let first = |axis: usize, ph: usize| self.pad_before[axis].saturating_sub(ph).div_ceil(self.stride[axis]);
             let (q0, r0) = (first(0, p.a), first(1, p.b));
-            for co in 0..self.c_out {
+            let (tmp, dst) = (&tmp, SendPtr(out.as_mut_ptr()));
+            par(self.c_out, &|co: usize| {
                 let src = &tmp[co * p.qh * p.qw..][..p.qh * p.qw];
-                let dst = &mut out[co * oh * ow..][..oh * ow];
+                // SAFETY: each task writes only output channel `co`'s plane.
+                let dst = unsafe { std::slice::from_raw_parts_mut(dst.get().add(co * oh * ow), oh * ow) };
                 for q in q0..p.qh {
                     let oy = q * self.stride[0] + p.a - self.pad_before[0];
                     if oy >= oh {
@@ -134,7 +136,7 @@ impl PackedDeconv {
                         ox += self.stride[1];
                     }
                 }
-            }
+            });
         }
     }
 }

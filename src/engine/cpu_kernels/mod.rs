@@ -6,10 +6,12 @@
 
 pub mod conv;
 pub mod deconv;
+pub mod pool;
 pub mod resize;
 
 use conv::{Clamp, ConvSpec, Isa, PackedConv};
 use deconv::PackedDeconv;
+use pool::parallel;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -81,18 +83,6 @@ impl EvalOp for EdgesightConv {
             }
         }
         Ok(tvec!(t.into_tvalue()))
-    }
-}
-
-/// Runs `f(0..n)` on tract's executor: its rayon pool when `--threads` > 1.
-fn parallel(n: usize, f: &(dyn Fn(usize) + Sync)) {
-    use tract_linalg::multithread::{current_tract_executor, Executor};
-    match current_tract_executor() {
-        Executor::MultiThread(pool) if n > 1 => {
-            use rayon::prelude::*;
-            pool.install(|| (0..n).into_par_iter().for_each(f))
-        }
-        _ => (0..n).for_each(f),
     }
 }
 

@@ -1,0 +1,34 @@
+//! GMAC/s of edgesight's convolution kernel alone on given shapes, one thread, input in cache
+//! or not as the shape makes it (for tuning `engine::cpu_kernels::conv`).
+//! usage: cargo run --release --example conv_shapes -- CIN COUT GROUP K STRIDE H W [REPS]...
+//!   (several shapes: repeat the 7 numbers; K is square, padding K/2)
+use edgesight::engine::cpu_kernels::conv::{Clamp, ConvSpec, Isa, PackedConv};
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("numbers")).collect();
+    let isa = Isa::fast().unwrap_or(Isa::Portable);
+    for s in args.chunks(7) {
+        let [c_in, c_out, group, k, stride, h, w] = s.try_into().expect("7 numbers per shape");
+        let p = k / 2;
+        let spec = ConvSpec { c_in, c_out, group, kernel: [k, k], stride: [stride; 2], dilation: [1, 1], pad_before: [p, p], pad_after: [p, p] };
+        let weights: Vec<f32> = (0..c_out * c_in / group * k * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let conv = PackedConv::new(spec.clone(), &weights, Clamp { lo: 0.0, hi: 6.0 }, isa);
+        let (oh, ow) = spec.output_hw(h, w).unwrap();
+        let input: Vec<f32> = (0..c_in * h * w).map(|i| (i % 13) as f32 * 0.01).collect();
+        let bias = vec![0.1; c_out];
+        let mut out = vec![0.0; c_out * oh * ow];
+        let serial = |n: usize, f: &(dyn Fn(usize) + Sync)| (0..n).for_each(f);
+        let macs = conv.macs(h, w) as f64;
+        let reps = ((2e9 / macs) as usize).clamp(3, 2000);
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            for _ in 0..reps {
+                conv.run(&input, h, w, &bias, &mut out, &serial);
+            }
+            best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+        }
+        println!("ci {c_in:4} co {c_out:4} g {group:4} k {k} s {stride} {h}x{w}: {:8.3} ms {:6.1} GMAC/s", best * 1e3, macs / best / 1e9);
+    }
+}

@@ -1,0 +1,247 @@
+//! The worker threads that edgesight's CPU kernels split one op's tasks over (`--threads`).
+//!
+//! Why not tract's rayon pool: one frame is a hundred or more ops of 10 us to a few ms each, and
+//! a rayon worker that went to sleep between two ops takes tens of microseconds to wake on a
+//! virtual machine. Measured here, 2 threads on rayon were slower than 1 (selfie 6.9 -> 16.7 ms).
+//! Like onnxruntime's pool, these workers spin for a short while after each op, so the next op
+//! finds them awake, and only then sleep. The calling thread works too: `threads` = helpers + 1.
+//!
+//! One op at a time: a second caller while the pool is busy (the live demo runs pose and
+//! segmentation concurrently) runs its tasks on its own thread, which is already the right split.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+/// How long an idle helper spins before it sleeps: longer than the gaps between ops of one frame.
+const SPIN: Duration = Duration::from_millis(3);
+
+/// One op's task list; lives on the caller's stack while the pool runs it.
+struct Job<'a> {
+    f: &'a (dyn Fn(usize) + Sync),
+    n: usize,
+    next: AtomicUsize,
+    done: AtomicUsize,
+    panicked: AtomicBool,
+}
+
+impl Job<'_> {
+    /// Takes tasks until none is left.
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Relaxed);
+            if i >= self.n {
+                return;
+            }
+            if catch_unwind(AssertUnwindSafe(|| (self.f)(i))).is_err() {
+                self.panicked.store(true, Relaxed);
+            }
+            self.done.fetch_add(1, Release);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    /// The running job, null when idle.
+    job: AtomicPtr<Job<'static>>,
+    /// Bumped for every job, so idle helpers notice one.
+    epoch: AtomicUsize,
+    /// Helpers holding a pointer to the job: the caller waits for 0 before its job goes away.
+    busy: AtomicUsize,
+    /// Helpers asleep (parked), to be unparked for the next job.
+    sleeping: AtomicUsize,
+    /// A caller owns the pool.
+    owned: AtomicBool,
+    shutdown: AtomicBool,
+}
+
+pub struct SpinPool {
+    shared: Arc<Shared>,
+    helpers: Vec<Thread>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl SpinPool {
+    /// A pool for `threads` threads in all: `threads - 1` helpers and the caller.
+    pub fn new(threads: usize) -> std::io::Result<SpinPool> {
+        let shared = Arc::new(Shared::default());
+        let mut handles = Vec::new();
+        for i in 1..threads.max(1) {
+            let shared = shared.clone();
+            handles.push(std::thread::Builder::new().name(format!("edgesight-cpu-{i}")).spawn(move || helper(&shared))?);
+        }
+        let helpers = handles.iter().map(|h| h.thread().clone()).collect();
+        Ok(SpinPool { shared, helpers, handles })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.helpers.len() + 1
+    }
+
+    /// Runs `f(0..n)`, each index once, on the helpers and the calling thread; returns when all
+    /// are done. A panic in a task is re-raised here after every task has finished.
+    pub fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        if n <= 1 || self.helpers.is_empty() || self.shared.owned.swap(true, Acquire) {
+            (0..n).for_each(f);
+            return;
+        }
+        let s = &*self.shared;
+        let job = Job { f, n, next: AtomicUsize::new(0), done: AtomicUsize::new(0), panicked: AtomicBool::new(false) };
+        // SAFETY (lifetime): the pointer is withdrawn, and every helper holding it has let go
+        // (`busy` == 0), before `job` leaves this frame.
+        s.job.store(&job as *const Job as *mut Job<'static>, SeqCst);
+        s.epoch.fetch_add(1, SeqCst);
+        if s.sleeping.load(SeqCst) > 0 {
+            self.helpers.iter().for_each(Thread::unpark);
+        }
+        job.work();
+        while job.done.load(Acquire) < n {
+            std::hint::spin_loop();
+        }
+        s.job.store(std::ptr::null_mut(), SeqCst);
+        while s.busy.load(SeqCst) > 0 {
+            std::hint::spin_loop();
+        }
+        s.owned.store(false, Release);
+        if job.panicked.load(Relaxed) {
+            panic!("a CPU kernel task panicked");
+        }
+    }
+}
+
+fn helper(s: &Shared) {
+    let mut seen = 0;
+    loop {
+        let mut since: Option<Instant> = None;
+        let mut spins = 0u32;
+        loop {
+            if s.shutdown.load(Relaxed) {
+                return;
+            }
+            let e = s.epoch.load(Acquire);
+            if e != seen {
+                seen = e;
+                break;
+            }
+            spins = spins.wrapping_add(1);
+            if spins % 1024 == 0 && since.get_or_insert_with(Instant::now).elapsed() > SPIN {
+                // Announce the sleep, then look once more: a caller that bumped the epoch
+                // before seeing `sleeping` > 0 is caught by this check, one after it unparks us.
+                s.sleeping.fetch_add(1, SeqCst);
+                if s.epoch.load(SeqCst) == seen && !s.shutdown.load(SeqCst) {
+                    std::thread::park_timeout(Duration::from_millis(200));
+                }
+                s.sleeping.fetch_sub(1, SeqCst);
+                since = None;
+            }
+            std::hint::spin_loop();
+        }
+        s.busy.fetch_add(1, SeqCst);
+        let job = s.job.load(SeqCst);
+        if !job.is_null() {
+            // SAFETY: non-null while its caller waits for `busy` to drop to 0 (see `run`).
+            unsafe { (*job).work() };
+        }
+        s.busy.fetch_sub(1, SeqCst);
+    }
+}
+
+impl Drop for SpinPool {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, SeqCst);
+        self.helpers.iter().for_each(Thread::unpark);
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+static POOL: Mutex<Option<Arc<SpinPool>>> = Mutex::new(None);
+
+/// Sets the process-wide pool to `threads` threads (1: no helpers).
+pub fn set_threads(threads: usize) -> std::io::Result<()> {
+    let pool = if threads > 1 { Some(Arc::new(SpinPool::new(threads)?)) } else { None };
+    *POOL.lock().unwrap_or_else(|e| e.into_inner()) = pool;
+    Ok(())
+}
+
+/// Runs `f(0..n)` on the process-wide pool (serially when it has one thread).
+pub fn parallel(n: usize, f: &(dyn Fn(usize) + Sync)) {
+    let pool = POOL.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match pool {
+        Some(pool) if n > 1 => pool.run(n, f),
+        _ => (0..n).for_each(f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_runs_once_across_many_jobs() {
+        let pool = SpinPool::new(3).unwrap();
+        for n in [0, 1, 2, 7, 100] {
+            for _ in 0..200 {
+                let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+                pool.run(n, &|i| {
+                    hits[i].fetch_add(1, Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Relaxed) == 1), "n = {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn helpers_wake_after_sleeping() {
+        let pool = SpinPool::new(2).unwrap();
+        std::thread::sleep(SPIN * 3);
+        let on_helper = AtomicBool::new(false);
+        let caller = std::thread::current().id();
+        // Tasks long enough that the woken helper takes some of them.
+        for _ in 0..50 {
+            pool.run(64, &|_| {
+                if std::thread::current().id() != caller {
+                    on_helper.store(true, Relaxed);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            });
+            if on_helper.load(Relaxed) {
+                break;
+            }
+            std::thread::sleep(SPIN * 3);
+        }
+        assert!(on_helper.load(Relaxed), "the helper never took a task");
+    }
+
+    #[test]
+    fn concurrent_callers_and_panics() {
+        let pool = Arc::new(SpinPool::new(2).unwrap());
+        let total = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = (0..3)
+            .map(|_| {
+                let (pool, total) = (pool.clone(), total.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..300 {
+                        pool.run(9, &|_| {
+                            total.fetch_add(1, Relaxed);
+                        });
+                    }
+                })
+            })
+            .collect();
+        callers.into_iter().for_each(|c| c.join().unwrap());
+        assert_eq!(total.load(Relaxed), 3 * 300 * 9);
+        let r = catch_unwind(AssertUnwindSafe(|| pool.run(8, &|i| assert!(i != 5))));
+        assert!(r.is_err(), "a task's panic reaches the caller");
+        // The pool still works after a panic.
+        let count = AtomicUsize::new(0);
+        pool.run(8, &|_| {
+            count.fetch_add(1, Relaxed);
+        });
+        assert_eq!(count.load(Relaxed), 8);
+    }
+}
