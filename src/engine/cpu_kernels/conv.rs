@@ -127,6 +127,9 @@ pub struct PackedConv {
     /// Per (group, block): weights as [ci][tap][R], at `block_offsets`.
     weights: Arc<Vec<f32>>,
     block_offsets: Vec<usize>,
+    /// Depthwise on AVX-512: the same weights with 16 channels per vector (`dw_blocked`).
+    #[cfg(target_arch = "x86_64")]
+    blocked: Option<Arc<super::dw_blocked::BlockedDw>>,
 }
 
 impl PackedConv {
@@ -160,7 +163,21 @@ impl PackedConv {
                 }
             }
         }
-        PackedConv { spec, clamp, isa, blocks, weights: Arc::new(packed), block_offsets }
+        #[cfg(target_arch = "x86_64")]
+        let blocked = (isa == Isa::Avx512 && g == spec.c_in && g == spec.c_out && g > 1)
+            .then_some(())
+            .and_then(|()| super::dw_blocked::BlockedDw::new(g, spec.kernel, spec.stride, spec.dilation, spec.pad_before, weights))
+            .map(Arc::new);
+        PackedConv {
+            spec,
+            clamp,
+            isa,
+            blocks,
+            weights: Arc::new(packed),
+            block_offsets,
+            #[cfg(target_arch = "x86_64")]
+            blocked,
+        }
     }
 
     /// Multiply-accumulates for an input of `h` x `w`.
@@ -266,6 +283,11 @@ impl PackedConv {
         // (Rows of one vector gain nothing: the generic 8-position tiles measured faster there.)
         let depthwise_rows = self.isa == Isa::Avx512 && cig == 1 && cog == 1 && !flat && out_w > 16;
         #[cfg(target_arch = "x86_64")]
+        if let Some(bd) = self.blocked.as_ref().filter(|_| self.blocked_depthwise(oh, ow)) {
+            par(bd.blocks(), &|b: usize| bd.run_block(b, input, h, w, bias, self.clamp, out.get(), oh, ow));
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if self.isa == Isa::Avx512 && cig == 1 && cog == 1 && self.direct_depthwise() {
             if let Some(d) = super::dw_direct::DirectDw::new(h, w, oh, ow, s.kernel, s.stride, s.dilation, s.pad_before) {
                 par(g, &|c: usize| {
@@ -354,8 +376,21 @@ impl PackedConv {
     fn direct_depthwise(&self) -> bool {
         match std::env::var("EDGESIGHT_DW").as_deref() {
             Ok("direct") => true,
-            Ok("rows") => false,
+            Ok("rows") | Ok("blocked") => false,
             _ => self.spec.kernel[0] * self.spec.kernel[1] <= 9,
+        }
+    }
+
+    /// Whether a depthwise convolution runs with channels in the lanes (`dw_blocked`): large
+    /// kernels on narrow maps, where rows of one or two vectors leave the row tiles short
+    /// (7x7 on 28x28 x 720 channels: 23-31 against 17-18 GMAC/s, `examples/conv_shapes`). On
+    /// wider maps the two measured even (56x56) or worse (224x224, stride 2: the blocked copy
+    /// outgrows L2).
+    fn blocked_depthwise(&self, _oh: usize, ow: usize) -> bool {
+        match std::env::var("EDGESIGHT_DW").as_deref() {
+            Ok("blocked") => true,
+            Ok("direct") | Ok("rows") => false,
+            _ => self.spec.kernel[0] * self.spec.kernel[1] >= 25 && self.spec.stride[1] == 1 && ow <= 32,
         }
     }
 

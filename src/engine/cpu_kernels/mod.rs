@@ -6,6 +6,7 @@
 
 pub mod conv;
 pub mod deconv;
+pub mod dw_blocked;
 pub mod dw_direct;
 pub mod pool;
 pub mod resize;
