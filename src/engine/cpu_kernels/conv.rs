@@ -326,7 +326,15 @@ impl PackedConv {
         }
         // Dense: the whole input padded once (or used in place), then runs of positions across
         // all output blocks, so a run's input slice stays in L1 while every block reads it.
-        let in_place = flat && in_w % lanes == 0;
+        // Input channels `ci_stride` apart in memory: a multiple of 4 KiB (plane sizes like 16x32
+        // or 64x64 are) puts the same column of every channel in the same L1 sets, and a tile
+        // reading hundreds of channels then misses on most loads. The padded copy gets a
+        // stride that avoids it; the in-place input is copied for that only where the copy is
+        // cheap next to the work (measured: 1024 -> 256 channels on 16x32 1.6x faster, 96 -> 16
+        // on 112x112 1.7x slower with the copy).
+        let aliased = unaliased(in_w) != in_w && s.c_in >= 256 && s.c_out >= 64;
+        let in_place = flat && in_w % lanes == 0 && !aliased;
+        let ci_stride = unaliased(ci_stride);
         let mut scratch = if in_place { Vec::new() } else { SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut())) };
         if !in_place {
             if scratch.len() < s.c_in * ci_stride {
@@ -1019,6 +1027,17 @@ pub fn reference(spec: &ConvSpec, input: &[f32], h: usize, w: usize, weights: &[
     out
 }
 
+/// The smallest channel stride (in floats) >= `stride` that is an odd multiple of 16 floats
+/// (64 bytes): consecutive channels then start on different L1 sets, whatever the plane size.
+fn unaliased(stride: usize) -> usize {
+    let s = stride.div_ceil(16) * 16;
+    if (s / 16) % 2 == 0 {
+        s + 16
+    } else {
+        s
+    }
+}
+
 /// Runs `f(0..n)` on the calling thread.
 pub fn serial(n: usize, f: &(dyn Fn(usize) + Sync)) {
     (0..n).for_each(f)
@@ -1136,6 +1155,8 @@ mod tests {
         };
         check(pw(16, 97), 17, 19, Clamp { lo: 0.0, hi: 6.0 }, &mut rng);
         check(pw(96, 17), 16, 16, Clamp::NONE, &mut rng);
+        // Many channels on a 4 KiB plane: copied to an unaliased stride instead of read in place.
+        check(pw(260, 70), 32, 32, Clamp::NONE, &mut rng);
         let mut dense = pw(13, 35);
         dense.kernel = [3, 3];
         dense.stride = [2, 2];
