@@ -26,9 +26,11 @@ pub fn set_threads(n: usize) -> Result<()> {
     use tract_linalg::multithread::{set_default_executor, Executor};
     // tract's rayon pool for its own matrix products (all of them where edgesight's kernels
     // are off, e.g. arm64); edgesight's kernels split their tasks over their own spinning pool.
-    set_default_executor(if n == 1 { Executor::SingleThread } else { Executor::multithread(n) });
     if super::cpu_kernels::conv::Isa::fast().is_some() {
         super::cpu_kernels::pool::set_threads(n).context("cannot start the CPU worker threads")?;
+        set_default_executor(Executor::SingleThread);
+    } else {
+        set_default_executor(if n == 1 { Executor::SingleThread } else { Executor::multithread(n) });
     }
     THREADS.store(n, std::sync::atomic::Ordering::Relaxed);
     Ok(())
