@@ -598,6 +598,18 @@ pub enum BinKind {
     Add,
     Sub,
     Mul,
+    /// Comparisons, with a bool output (MoveNet's box masks: tract's generic broadcasting
+    /// comparison took 0.7 ms for [64,64,1,1] < [1,1,6,1]).
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl BinKind {
+    fn is_comparison(self) -> bool {
+        matches!(self, BinKind::Lt | BinKind::Le | BinKind::Gt | BinKind::Ge)
+    }
 }
 
 impl Op for EdgesightBroadcast {
@@ -612,9 +624,39 @@ impl Op for EdgesightBroadcast {
     op_as_typed_op!();
 }
 
-/// `out = f(a, b)` with numpy broadcasting; all shapes of the same rank.
-pub fn broadcast_binary(a: &[f32], a_shape: &[usize], b: &[f32], b_shape: &[usize], out_shape: &[usize], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
-    let rank = out_shape.len();
+/// `out = f(a, b)` with numpy broadcasting; all shapes of the same rank. Rows of the merged
+/// innermost axis are split over the worker pool for large outputs.
+pub fn broadcast_binary<T: Copy + Sync, U: Copy + Send + Sync>(
+    a: &[T],
+    a_shape: &[usize],
+    b: &[T],
+    b_shape: &[usize],
+    out_shape: &[usize],
+    out: &mut [U],
+    f: impl Fn(T, T) -> U + Sync,
+) {
+    // Drop size-1 output axes and merge neighbours that broadcast alike, so rows are as long
+    // as they can be ([64,64,6,1] < [64,64,1,1] x [1,1,6,1] becomes rows of 6, not of 1).
+    let (mut o, mut sa, mut sb): (Vec<usize>, Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new(), Vec::new());
+    for i in (0..out_shape.len()).filter(|&i| out_shape[i] > 1) {
+        let (fa, fb) = (a_shape[i] > 1, b_shape[i] > 1);
+        match o.len() {
+            n if n > 0 && (sa[n - 1] > 1) == fa && (sb[n - 1] > 1) == fb => {
+                o[n - 1] *= out_shape[i];
+                sa[n - 1] *= a_shape[i];
+                sb[n - 1] *= b_shape[i];
+            }
+            _ => {
+                o.push(out_shape[i]);
+                sa.push(a_shape[i]);
+                sb.push(b_shape[i]);
+            }
+        }
+    }
+    if o.is_empty() {
+        (o, sa, sb) = (vec![1], vec![1], vec![1]);
+    }
+    let rank = o.len();
     let strides = |shape: &[usize]| {
         let mut s = vec![0usize; rank];
         let mut acc = 1;
@@ -624,27 +666,40 @@ pub fn broadcast_binary(a: &[f32], a_shape: &[usize], b: &[f32], b_shape: &[usiz
         }
         s
     };
-    let (sa, sb) = (strides(a_shape), strides(b_shape));
-    let inner = out_shape[rank - 1];
+    let (sa, sb) = (strides(&sa), strides(&sb));
+    let inner = o[rank - 1];
     let (ia, ib) = (sa[rank - 1], sb[rank - 1]);
-    let mut idx = vec![0usize; rank];
-    for row in out.chunks_exact_mut(inner.max(1)) {
-        let oa: usize = (0..rank - 1).map(|i| idx[i] * sa[i]).sum();
-        let ob: usize = (0..rank - 1).map(|i| idx[i] * sb[i]).sum();
-        match (ia, ib) {
-            (1, 1) => row.iter_mut().zip(&a[oa..oa + inner]).zip(&b[ob..ob + inner]).for_each(|((o, x), y)| *o = f(*x, *y)),
-            (1, 0) => row.iter_mut().zip(&a[oa..oa + inner]).for_each(|(o, x)| *o = f(*x, b[ob])),
-            (0, 1) => row.iter_mut().zip(&b[ob..ob + inner]).for_each(|(o, y)| *o = f(a[oa], *y)),
-            _ => row.fill(f(a[oa], b[ob])),
-        }
+    let rows = out.len() / inner;
+    let tasks = if out.len() >= 1 << 15 { rows.min(16) } else { 1 };
+    let dst = conv::SendPtr(out.as_mut_ptr() as *mut f32);
+    parallel(tasks, &|t: usize| {
+        let (r0, r1) = (t * rows / tasks, (t + 1) * rows / tasks);
+        let mut idx = vec![0usize; rank];
+        let mut rem = r0;
         for i in (0..rank - 1).rev() {
-            idx[i] += 1;
-            if idx[i] < out_shape[i] {
-                break;
-            }
-            idx[i] = 0;
+            idx[i] = rem % o[i];
+            rem /= o[i];
         }
-    }
+        for r in r0..r1 {
+            // SAFETY: tasks write disjoint row ranges of `out`.
+            let row = unsafe { std::slice::from_raw_parts_mut((dst.get() as *mut U).add(r * inner), inner) };
+            let oa: usize = (0..rank - 1).map(|i| idx[i] * sa[i]).sum();
+            let ob: usize = (0..rank - 1).map(|i| idx[i] * sb[i]).sum();
+            match (ia, ib) {
+                (1, 1) => row.iter_mut().zip(&a[oa..oa + inner]).zip(&b[ob..ob + inner]).for_each(|((o, x), y)| *o = f(*x, *y)),
+                (1, 0) => row.iter_mut().zip(&a[oa..oa + inner]).for_each(|(o, x)| *o = f(*x, b[ob])),
+                (0, 1) => row.iter_mut().zip(&b[ob..ob + inner]).for_each(|(o, y)| *o = f(a[oa], *y)),
+                _ => row.fill(f(a[oa], b[ob])),
+            }
+            for i in (0..rank - 1).rev() {
+                idx[i] += 1;
+                if idx[i] < o[i] {
+                    break;
+                }
+                idx[i] = 0;
+            }
+        }
+    });
 }
 
 impl EvalOp for EdgesightBroadcast {
@@ -654,17 +709,34 @@ impl EvalOp for EdgesightBroadcast {
         let a = inputs[0].to_plain_array_view::<f32>()?;
         let b = inputs[1].to_plain_array_view::<f32>()?;
         let (a, b) = (a.as_slice().context("not contiguous")?, b.as_slice().context("not contiguous")?);
+        let (sa, sb, so) = (&self.a_shape[..], &self.b_shape[..], &self.out_shape[..]);
         // SAFETY: broadcast_binary writes every output element.
-        let mut t = unsafe { tract_onnx::prelude::Tensor::uninitialized::<f32>(&self.out_shape)? };
-        {
-            let mut view = t.try_as_plain_ram_mut()?;
-            let out = view.as_slice_mut::<f32>()?;
-            match self.kind {
-                BinKind::Add => broadcast_binary(a, &self.a_shape, b, &self.b_shape, &self.out_shape, out, |x, y| x + y),
-                BinKind::Sub => broadcast_binary(a, &self.a_shape, b, &self.b_shape, &self.out_shape, out, |x, y| x - y),
-                BinKind::Mul => broadcast_binary(a, &self.a_shape, b, &self.b_shape, &self.out_shape, out, |x, y| x * y),
+        let t = if self.kind.is_comparison() {
+            let mut t = unsafe { tract_onnx::prelude::Tensor::uninitialized::<bool>(so)? };
+            {
+                let mut view = t.try_as_plain_ram_mut()?;
+                let out = view.as_slice_mut::<bool>()?;
+                match self.kind {
+                    BinKind::Lt => broadcast_binary(a, sa, b, sb, so, out, |x, y| x < y),
+                    BinKind::Le => broadcast_binary(a, sa, b, sb, so, out, |x, y| x <= y),
+                    BinKind::Gt => broadcast_binary(a, sa, b, sb, so, out, |x, y| x > y),
+                    _ => broadcast_binary(a, sa, b, sb, so, out, |x, y| x >= y),
+                }
             }
-        }
+            t
+        } else {
+            let mut t = unsafe { tract_onnx::prelude::Tensor::uninitialized::<f32>(so)? };
+            {
+                let mut view = t.try_as_plain_ram_mut()?;
+                let out = view.as_slice_mut::<f32>()?;
+                match self.kind {
+                    BinKind::Add => broadcast_binary(a, sa, b, sb, so, out, |x, y| x + y),
+                    BinKind::Sub => broadcast_binary(a, sa, b, sb, so, out, |x, y| x - y),
+                    _ => broadcast_binary(a, sa, b, sb, so, out, |x, y| x * y),
+                }
+            }
+            t
+        };
         Ok(tvec!(t.into_tvalue()))
     }
 }
@@ -673,7 +745,7 @@ impl TypedOp for EdgesightBroadcast {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs.len() == 2 && inputs.iter().all(|f| f.datum_type == f32::datum_type()));
         ensure!(inputs[0].shape.as_concrete() == Some(&self.a_shape[..]) && inputs[1].shape.as_concrete() == Some(&self.b_shape[..]));
-        Ok(tvec!(f32::fact(&self.out_shape)))
+        Ok(tvec!(if self.kind.is_comparison() { bool::fact(&self.out_shape) } else { f32::fact(&self.out_shape) }))
     }
 
     as_op!();
@@ -687,13 +759,18 @@ fn edgesight_broadcast(model: &TypedModel, node: &TypedNode, op: &TypedBinOp) ->
         "Add" => BinKind::Add,
         "Sub" => BinKind::Sub,
         "Mul" => BinKind::Mul,
+        "LT" => BinKind::Lt,
+        "LTE" => BinKind::Le,
+        "GT" => BinKind::Gt,
+        "GTE" => BinKind::Ge,
         _ => return Ok(None),
     };
     if node.inputs.len() != 2 {
         return Ok(None);
     }
     let (fa, fb, fo) = (model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?, model.outlet_fact(node.id.into())?);
-    if [fa, fb, fo].iter().any(|f| f.datum_type != f32::datum_type()) {
+    let out_type = if kind.is_comparison() { bool::datum_type() } else { f32::datum_type() };
+    if fa.datum_type != f32::datum_type() || fb.datum_type != f32::datum_type() || fo.datum_type != out_type {
         return Ok(None);
     }
     let (Some(a), Some(b), Some(o)) = (fa.shape.as_concrete(), fb.shape.as_concrete(), fo.shape.as_concrete()) else { return Ok(None) };
@@ -719,9 +796,10 @@ mod tests {
     #[test]
     fn broadcast_binary_matches_naive() {
         let mut rng = SplitMix64(21);
-        for _ in 0..200 {
+        for case in 0..220 {
             let rank = 1 + rng.below(4);
-            let out: Vec<usize> = (0..rank).map(|_| 1 + rng.below(5)).collect();
+            // The last cases are large enough to be split over threads (MoveNet-like shapes).
+            let out: Vec<usize> = (0..rank).map(|_| 1 + rng.below(if case >= 200 { 40 } else { 5 })).collect();
             let pick = |rng: &mut SplitMix64| out.iter().map(|&d| if rng.below(2) == 0 { 1 } else { d }).collect::<Vec<_>>();
             let (sa, sb) = (pick(&mut rng), pick(&mut rng));
             let a: Vec<f32> = (0..sa.iter().product()).map(|_| rng.unit_f32()).collect();
@@ -738,6 +816,17 @@ mod tests {
                 }
                 assert_eq!(*g, at(&a, &sa, &idx) - at(&b, &sb, &idx), "{sa:?} {sb:?} {out:?}");
             }
+        }
+        // A comparison with a bool output, on the pool as `--threads 2` runs it.
+        pool::set_threads(2).unwrap();
+        let (sa, sb, out) = ([64, 64, 1, 1], [1, 1, 6, 1], [64, 64, 6, 1]);
+        let a: Vec<f32> = (0..64 * 64).map(|_| rng.unit_f32()).collect();
+        let b: Vec<f32> = (0..6).map(|_| rng.unit_f32()).collect();
+        let mut got = vec![false; 64 * 64 * 6];
+        broadcast_binary(&a, &sa, &b, &sb, &out, &mut got, |x, y| x < y);
+        pool::set_threads(1).unwrap();
+        for (k, g) in got.iter().enumerate() {
+            assert_eq!(*g, a[k / 6] < b[k % 6], "at {k}");
         }
     }
 }
