@@ -656,6 +656,36 @@ pub fn broadcast_binary<T: Copy + Sync, U: Copy + Send + Sync>(
     if o.is_empty() {
         (o, sa, sb) = (vec![1], vec![1], vec![1]);
     }
+    // One operand whole, the other repeating with a short period (a per-channel constant on
+    // NHWC data: MoveNet's input normalisation, rows of 3): one flat pass with the short
+    // operand tiled to a vector-friendly length.
+    let suffix = |x: &[usize]| {
+        let k = x.iter().take_while(|d| **d == 1).count();
+        k > 0 && x[k..] == o[k..]
+    };
+    if sa == o && suffix(&sb) || sb == o && suffix(&sa) {
+        let a_whole = sa == o;
+        let (whole, short) = if a_whole { (a, b) } else { (b, a) };
+        let period = short.len();
+        let tiled: Vec<T> = short.iter().copied().cycle().take(period * 64usize.div_ceil(period)).collect();
+        let n = tiled.len();
+        let chunks = out.len().div_ceil(n);
+        let tasks = if out.len() >= 1 << 15 { chunks.min(16) } else { 1 };
+        let dst = conv::SendPtr(out.as_mut_ptr() as *mut f32);
+        parallel(tasks, &|t: usize| {
+            let (c0, c1) = (t * chunks / tasks * n, ((t + 1) * chunks / tasks * n).min(whole.len()));
+            // SAFETY: tasks write disjoint ranges of `out`.
+            let part = unsafe { std::slice::from_raw_parts_mut((dst.get() as *mut U).add(c0), c1 - c0) };
+            for (o, w) in part.chunks_mut(n).zip(whole[c0..c1].chunks(n)) {
+                if a_whole {
+                    o.iter_mut().zip(w).zip(&tiled).for_each(|((o, x), y)| *o = f(*x, *y));
+                } else {
+                    o.iter_mut().zip(w).zip(&tiled).for_each(|((o, y), x)| *o = f(*x, *y));
+                }
+            }
+        });
+        return;
+    }
     let rank = o.len();
     let strides = |shape: &[usize]| {
         let mut s = vec![0usize; rank];
