@@ -356,7 +356,7 @@ impl PackedConv {
         // Tasks: runs of positions (whole tiles) x runs of output blocks, about one per MTASK
         // multiply-adds so both threads get work even on small late-stage maps, where a split
         // by positions alone gave one task. Every output sees the same arithmetic in any split.
-        const MTASK: usize = 1 << 20;
+        const MTASK: usize = 1 << 18;
         let want = (self.macs(h, w) / MTASK).clamp(1, 64);
         let tiles = positions.len().div_ceil(v_main);
         let n_pos = want.min(tiles);
