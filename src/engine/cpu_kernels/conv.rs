@@ -284,7 +284,9 @@ impl PackedConv {
         let depthwise_rows = self.isa == Isa::Avx512 && cig == 1 && cog == 1 && !flat && out_w > 16;
         #[cfg(target_arch = "x86_64")]
         if let Some(bd) = self.blocked.as_ref().filter(|_| self.blocked_depthwise(oh, ow)) {
-            par(bd.blocks(), &|b: usize| bd.run_block(b, input, h, w, bias, self.clamp, out.get(), oh, ow));
+            // SAFETY: `out` holds c_out x oh x ow floats (asserted above); each task writes
+            // only its own block's channels.
+            par(bd.blocks(), &|b: usize| unsafe { bd.run_block(b, input, h, w, bias, self.clamp, out.get(), oh, ow) });
             return;
         }
         #[cfg(target_arch = "x86_64")]

@@ -54,8 +54,12 @@ impl BlockedDw {
     }
 
     /// Channels 16 b .. 16 b + 16 of one CHW image (h x w in, oh x ow out).
+    ///
+    /// # Safety
+    /// `out` points to `channels x oh x ow` writable floats, and no other thread touches the
+    /// planes of this block's channels while it runs (other blocks may run concurrently).
     #[allow(clippy::too_many_arguments)]
-    pub fn run_block(&self, b: usize, input: &[f32], h: usize, w: usize, bias: &[f32], clamp: Clamp, out: *mut f32, oh: usize, ow: usize) {
+    pub unsafe fn run_block(&self, b: usize, input: &[f32], h: usize, w: usize, bias: &[f32], clamp: Clamp, out: *mut f32, oh: usize, ow: usize) {
         assert!(std::arch::is_x86_feature_detected!("avx512f"));
         assert!(input.len() == self.channels * h * w && bias.len() == self.channels && b < self.blocks());
         let [kh, kw] = self.kernel;
@@ -269,7 +273,8 @@ mod tests {
             let d = BlockedDw::new(c, k, spec.stride, spec.dilation, spec.pad_before, &weights).expect("strides 1-2");
             let mut got = vec![f32::NAN; c * oh * ow];
             for b in 0..d.blocks() {
-                d.run_block(b, &input, h, w, &bias, clamp, got.as_mut_ptr(), oh, ow);
+                // SAFETY: `got` holds c x oh x ow floats.
+                unsafe { d.run_block(b, &input, h, w, &bias, clamp, got.as_mut_ptr(), oh, ow) };
             }
             let tol = 1e-5 * ((k[0] * k[1]) as f32).sqrt();
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
