@@ -384,9 +384,9 @@ impl PackedConv {
     /// from the row tiles' reuse of each loaded row (7x7 at 112x112: 34 against 22 GMAC/s).
     /// `EDGESIGHT_DW=direct|rows` forces one for comparisons.
     fn direct_depthwise(&self) -> bool {
-        match std::env::var("EDGESIGHT_DW").as_deref() {
-            Ok("direct") => true,
-            Ok("rows") | Ok("blocked") => false,
+        match forced_depthwise() {
+            Some("direct") => true,
+            Some("rows") | Some("blocked") => false,
             _ => self.spec.kernel[0] * self.spec.kernel[1] <= 9,
         }
     }
@@ -397,12 +397,23 @@ impl PackedConv {
     /// wider maps the two measured even (56x56) or worse (224x224, stride 2: the blocked copy
     /// outgrows L2).
     fn blocked_depthwise(&self, _oh: usize, ow: usize) -> bool {
-        match std::env::var("EDGESIGHT_DW").as_deref() {
-            Ok("blocked") => true,
-            Ok("direct") | Ok("rows") => false,
+        match forced_depthwise() {
+            Some("blocked") => true,
+            Some("direct") | Some("rows") => false,
             _ => self.spec.kernel[0] * self.spec.kernel[1] >= 25 && self.spec.stride[1] == 1 && ow <= 32,
         }
     }
+}
+
+/// `EDGESIGHT_DW`, read once: it is consulted for every depthwise convolution of every frame.
+#[cfg(target_arch = "x86_64")]
+fn forced_depthwise() -> Option<&'static str> {
+    static FORCED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FORCED.get_or_init(|| std::env::var("EDGESIGHT_DW").ok()).as_deref()
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PackedConv {
 
     /// Depthwise stride 1 over channel `c`: every full group of output rows with the row-tile
     /// kernel; returns the first output row left for the generic tiles.
