@@ -110,6 +110,7 @@ pub fn optimize(model: InferenceModel) -> TractResult<TypedModel> {
     super::cpu_kernels::patch_model(&mut m)?;
     let mut m = m.into_decluttered()?;
     super::cpu_kernels::patch_model(&mut m)?;
+    super::cpu_kernels::patch_elementwise(&mut m)?;
     m.into_optimized()
 }
 
