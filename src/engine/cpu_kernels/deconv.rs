@@ -61,44 +61,48 @@ impl PackedDeconv {
         let phase_kernel = |a: usize, b: usize| [kh.saturating_sub(a).div_ceil(stride[0]), kw.saturating_sub(b).div_ceil(stride[1])];
         let uniform = (0..stride[0]).all(|a| (0..stride[1]).all(|b| phase_kernel(a, b) == phase_kernel(0, 0))) && kh >= stride[0] && kw >= stride[1];
         let q_max = |axis: usize, ph: usize| (output_hw[axis] - 1 + pad_before[axis]).saturating_sub(ph) / stride[axis];
-        let stacked = uniform.then(|| {
-            // Phase 0 has the most output rows and columns; the others compute (and the
-            // interleaving skips) at most one more.
-            let [m, n] = phase_kernel(0, 0);
-            let (qh, qw) = (q_max(0, 0) + 1, q_max(1, 0) + 1);
-            let pad_after = [qh.saturating_sub(input_hw[0]), qw.saturating_sub(input_hw[1])];
-            let mut k = Vec::with_capacity(stride[0] * stride[1] * c_out * c_in * m * n);
-            for a in 0..stride[0] {
-                for b in 0..stride[1] {
-                    for co in 0..c_out {
-                        for ci in 0..c_in {
-                            for t in 0..m {
-                                for u in 0..n {
-                                    let ky = a + stride[0] * (m - 1 - t);
-                                    let kx = b + stride[1] * (n - 1 - u);
-                                    k.push(weights[((co * c_in + ci) * kh + ky) * kw + kx]);
-                                }
-                            }
+        // Phase (a, b)'s kernel: rows ky = a + s m reversed, columns likewise, [co][ci][t][u].
+        let phase_weights = |a: usize, b: usize, [m, n]: [usize; 2], k: &mut Vec<f32>| {
+            for co in 0..c_out {
+                for ci in 0..c_in {
+                    for t in 0..m {
+                        for u in 0..n {
+                            let ky = a + stride[0] * (m - 1 - t);
+                            let kx = b + stride[1] * (n - 1 - u);
+                            k.push(weights[((co * c_in + ci) * kh + ky) * kw + kx]);
                         }
                     }
                 }
             }
-            let spec = ConvSpec {
-                c_in,
-                c_out: stride[0] * stride[1] * c_out,
-                group: 1,
-                kernel: [m, n],
-                stride: [1, 1],
-                dilation: [1, 1],
-                pad_before: [m - 1, n - 1],
-                pad_after,
-            };
+        };
+        let phase_spec = |c_out: usize, [m, n]: [usize; 2], pad_after: [usize; 2]| ConvSpec {
+            c_in,
+            c_out,
+            group: 1,
+            kernel: [m, n],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad_before: [m - 1, n - 1],
+            pad_after,
+        };
+        let stacked = uniform.then(|| {
+            // Phase 0 has the most output rows and columns; the others compute (and the
+            // interleaving skips) at most one more.
+            let mn = phase_kernel(0, 0);
+            let (qh, qw) = (q_max(0, 0) + 1, q_max(1, 0) + 1);
+            let pad_after = [qh.saturating_sub(input_hw[0]), qw.saturating_sub(input_hw[1])];
+            let mut k = Vec::with_capacity(stride[0] * stride[1] * c_out * c_in * mn[0] * mn[1]);
+            for a in 0..stride[0] {
+                for b in 0..stride[1] {
+                    phase_weights(a, b, mn, &mut k);
+                }
+            }
+            let spec = phase_spec(stride[0] * stride[1] * c_out, mn, pad_after);
             (PackedConv::new(spec, &k, Clamp::NONE, isa), [input_hw[0] + pad_after[0], input_hw[1] + pad_after[1]])
         });
         for a in 0..stride[0] {
             for b in 0..stride[1] {
-                let m = kh.saturating_sub(a).div_ceil(stride[0]);
-                let n = kw.saturating_sub(b).div_ceil(stride[1]);
+                let [m, n] = phase_kernel(a, b);
                 // Phase outputs q = 0..=q_max along each axis (q_max from the last output row of
                 // this phase); the phase convolution yields input + pad_after of them.
                 let (qy, qx) = (q_max(0, a), q_max(1, b));
@@ -106,28 +110,8 @@ impl PackedDeconv {
                 let (qh, qw) = (input_hw[0] + pad_after[0], input_hw[1] + pad_after[1]);
                 let conv = (m > 0 && n > 0 && stacked.is_none()).then(|| {
                     let mut k = Vec::with_capacity(c_out * c_in * m * n);
-                    for co in 0..c_out {
-                        for ci in 0..c_in {
-                            for t in 0..m {
-                                for u in 0..n {
-                                    let ky = a + stride[0] * (m - 1 - t);
-                                    let kx = b + stride[1] * (n - 1 - u);
-                                    k.push(weights[((co * c_in + ci) * kh + ky) * kw + kx]);
-                                }
-                            }
-                        }
-                    }
-                    let spec = ConvSpec {
-                        c_in,
-                        c_out,
-                        group: 1,
-                        kernel: [m, n],
-                        stride: [1, 1],
-                        dilation: [1, 1],
-                        pad_before: [m - 1, n - 1],
-                        pad_after,
-                    };
-                    PackedConv::new(spec, &k, Clamp::NONE, isa)
+                    phase_weights(a, b, [m, n], &mut k);
+                    PackedConv::new(phase_spec(c_out, [m, n], pad_after), &k, Clamp::NONE, isa)
                 });
                 phases.push(Phase { a, b, conv, qh, qw });
             }
