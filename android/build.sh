@@ -42,7 +42,8 @@ if [ "$shim" = 1 ]; then
   shared="$repo/../shared/android"
   [ -f "$shared/make-ndk-shim.sh" ] || die "$shared/make-ndk-shim.sh is missing: --shim needs the project's shared folder next to the repository (../shared/android)"
   # Rebuilt when the script or the Rust toolchain (its rust-lld path is baked in) changes.
-  stamp="$(sha256sum "$shared/make-ndk-shim.sh" | cut -c1-64) $(rustc --print sysroot)"
+  # The shim's wrappers name their own folder: a shim copied or moved from elsewhere is rebuilt.
+  stamp="$(sha256sum "$shared/make-ndk-shim.sh" | cut -c1-64) $(rustc --print sysroot) $cache/shim"
   if [ "$(cat "$cache/shim/.stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "== NDK shim -> $cache/shim"
     bash "$shared/make-ndk-shim.sh" "$cache/shim" >/dev/null
