@@ -691,13 +691,8 @@ pub fn broadcast_binary<T: Copy + Sync, U: Copy + Send + Sync>(
     };
     if sa == o && sb == o {
         // Same shapes: one flat pass, in equal parts.
-        let len = out.len();
-        let tasks = if len >= 1 << 15 { 16 } else { 1 };
-        let dst = conv::SendPtr(out.as_mut_ptr() as *mut f32);
-        parallel(tasks, &|t: usize| {
-            let (c0, c1) = (t * len / tasks, (t + 1) * len / tasks);
-            // SAFETY: tasks write disjoint ranges of `out`.
-            let part = unsafe { std::slice::from_raw_parts_mut((dst.get() as *mut U).add(c0), c1 - c0) };
+        split_out(out, 1, &|c0, part| {
+            let c1 = c0 + part.len();
             part.iter_mut().zip(&a[c0..c1]).zip(&b[c0..c1]).for_each(|((o, x), y)| *o = f(*x, *y));
         });
         return;
@@ -708,13 +703,8 @@ pub fn broadcast_binary<T: Copy + Sync, U: Copy + Send + Sync>(
         let period = short.len();
         let tiled: Vec<T> = short.iter().copied().cycle().take(period * 64usize.div_ceil(period)).collect();
         let n = tiled.len();
-        let chunks = out.len().div_ceil(n);
-        let tasks = if out.len() >= 1 << 15 { chunks.min(16) } else { 1 };
-        let dst = conv::SendPtr(out.as_mut_ptr() as *mut f32);
-        parallel(tasks, &|t: usize| {
-            let (c0, c1) = (t * chunks / tasks * n, ((t + 1) * chunks / tasks * n).min(whole.len()));
-            // SAFETY: tasks write disjoint ranges of `out`.
-            let part = unsafe { std::slice::from_raw_parts_mut((dst.get() as *mut U).add(c0), c1 - c0) };
+        split_out(out, n, &|c0, part| {
+            let c1 = c0 + part.len();
             for (o, w) in part.chunks_mut(n).zip(whole[c0..c1].chunks(n)) {
                 if a_whole {
                     o.iter_mut().zip(w).zip(&tiled).for_each(|((o, x), y)| *o = f(*x, *y));
@@ -738,20 +728,14 @@ pub fn broadcast_binary<T: Copy + Sync, U: Copy + Send + Sync>(
     let (sa, sb) = (strides(&sa), strides(&sb));
     let inner = o[rank - 1];
     let (ia, ib) = (sa[rank - 1], sb[rank - 1]);
-    let rows = out.len() / inner;
-    let tasks = if out.len() >= 1 << 15 { rows.min(16) } else { 1 };
-    let dst = conv::SendPtr(out.as_mut_ptr() as *mut f32);
-    parallel(tasks, &|t: usize| {
-        let (r0, r1) = (t * rows / tasks, (t + 1) * rows / tasks);
+    split_out(out, inner, &|c0, part| {
         let mut idx = vec![0usize; rank];
-        let mut rem = r0;
+        let mut rem = c0 / inner;
         for i in (0..rank - 1).rev() {
             idx[i] = rem % o[i];
             rem /= o[i];
         }
-        for r in r0..r1 {
-            // SAFETY: tasks write disjoint row ranges of `out`.
-            let row = unsafe { std::slice::from_raw_parts_mut((dst.get() as *mut U).add(r * inner), inner) };
+        for row in part.chunks_mut(inner) {
             let oa: usize = (0..rank - 1).map(|i| idx[i] * sa[i]).sum();
             let ob: usize = (0..rank - 1).map(|i| idx[i] * sb[i]).sum();
             match (ia, ib) {
@@ -768,6 +752,20 @@ pub fn broadcast_binary<T: Copy + Sync, U: Copy + Send + Sync>(
                 idx[i] = 0;
             }
         }
+    });
+}
+
+/// Runs `f(start, part)` over `out` cut into parts of whole `unit`s, `start` being the part's
+/// offset in `out`: up to 16 parts over the worker pool when `out` is large, else one.
+fn split_out<U: Send>(out: &mut [U], unit: usize, f: &(dyn Fn(usize, &mut [U]) + Sync)) {
+    let (len, units) = (out.len(), out.len().div_ceil(unit.max(1)));
+    let tasks = if len >= 1 << 15 { units.min(16) } else { 1 };
+    let dst = conv::SendPtr(out.as_mut_ptr() as *mut f32);
+    parallel(tasks, &|t: usize| {
+        let (c0, c1) = ((t * units / tasks * unit).min(len), ((t + 1) * units / tasks * unit).min(len));
+        // SAFETY: the parts are disjoint ranges of `out`.
+        let part = unsafe { std::slice::from_raw_parts_mut((dst.get() as *mut U).add(c0), c1 - c0) };
+        f(c0, part);
     });
 }
 
