@@ -130,6 +130,9 @@ pub struct PackedConv {
     /// Depthwise on AVX-512: the same weights with 16 channels per vector (`dw_blocked`).
     #[cfg(target_arch = "x86_64")]
     blocked: Option<Arc<super::dw_blocked::BlockedDw>>,
+    /// Dense 3x3 stride 1 on AVX-512: the weights transformed for F(4x4, 3x3).
+    #[cfg(target_arch = "x86_64")]
+    winograd: Option<Arc<super::winograd::Winograd>>,
 }
 
 impl PackedConv {
@@ -168,6 +171,8 @@ impl PackedConv {
             .then_some(())
             .and_then(|()| super::dw_blocked::BlockedDw::new(g, spec.kernel, spec.stride, spec.dilation, spec.pad_before, weights))
             .map(Arc::new);
+        #[cfg(target_arch = "x86_64")]
+        let winograd = super::winograd::Winograd::new(&spec, weights, isa).map(Arc::new);
         PackedConv {
             spec,
             clamp,
@@ -177,6 +182,8 @@ impl PackedConv {
             block_offsets,
             #[cfg(target_arch = "x86_64")]
             blocked,
+            #[cfg(target_arch = "x86_64")]
+            winograd,
         }
     }
 
@@ -195,6 +202,11 @@ impl PackedConv {
         assert_eq!(input.len(), s.c_in * h * w);
         assert_eq!(out.len(), s.c_out * oh * ow);
         assert_eq!(bias.len(), s.c_out);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(wg) = self.winograd.as_ref().filter(|wg| wg.worth_it(h, w) && forced_dense() != Some("direct")) {
+            wg.run(input, h, w, bias, self.clamp, out, par);
+            return;
+        }
         let lanes = self.isa.lanes();
         let (kh, kw) = (s.kernel[0], s.kernel[1]);
         let (sh, sw) = (s.stride[0], s.stride[1]);
@@ -227,55 +239,13 @@ impl PackedConv {
         let (g, cig, cog) = (s.group, s.c_in / s.group, s.c_out / s.group);
         let plane = out_h * out_w;
         let out = SendPtr(out.as_mut_ptr());
-        // With taps, a short run of positions is read by every block from L1 (tile-major);
-        // pointwise runs are long and block-major, so each output plane is written in long
-        // sequential streams.
-        let tile_major = taps.len() > 1;
         // Runs every block of group `gi` over `pos`, reading the group's padded input at `buf`.
         let all_blocks = 0..self.blocks.len();
         let compute = |buf: *const f32, ci_stride: usize, gi: usize, pos: &[(usize, usize, usize)], br: std::ops::Range<usize>| {
             let ctx = Ctx { buf, ci_stride, cig, taps: &taps, out, plane, clamp: self.clamp };
-            let v_of = |r: usize| self.isa.tiles().iter().find(|t| t.0 == r).unwrap().1;
-            let v_main = v_of(self.blocks[0].1);
-            // Blocks of the main height: tile-major, so a tile's input is read from L1 by
-            // every block; the few tail blocks after.
-            let main = self.blocks.iter().take_while(|b| b.1 == self.blocks[0].1).count();
-            if tile_major {
-                // Input channels in chunks, so a tile's input for one chunk stays in L1 while
-                // every block reads it (partial sums go through the output).
-                const KC: usize = 32;
-                for tile in pos.chunks(v_main) {
-                    for ci0 in (0..cig).step_by(KC) {
-                        let n_ci = KC.min(cig - ci0);
-                        for (bi, &(c0, r)) in self.blocks[..main].iter().enumerate() {
-                            if !br.contains(&bi) {
-                                continue;
-                            }
-                            let co = gi * cog + c0;
-                            let w = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
-                            // SAFETY: as below; a chunk after the first reads back what the
-                            // previous one stored at the same positions.
-                            unsafe {
-                                ctx.tile_chunk(self.isa, r, v_main, co, w, &bias[co..co + r], tile, ci0, n_ci, ci0 > 0, ci0 + n_ci == cig)
-                            };
-                        }
-                    }
-                }
-            }
-            for (bi, &(c0, r)) in self.blocks.iter().enumerate() {
-                if (bi < main && tile_major) || !br.contains(&bi) {
-                    continue;
-                }
-                let v = v_of(r);
-                let co = gi * cog + c0;
-                let w = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
-                let bias = &bias[co..co + r];
-                for tile in pos.chunks(v) {
-                    // SAFETY: tiles write disjoint output channels x positions; all reads stay
-                    // within the padded input by construction of `row` and `hp`.
-                    unsafe { ctx.tile(self.isa, r, v, co, w, bias, tile) };
-                }
-            }
+            // SAFETY: tiles write disjoint output channels x positions; all reads stay within
+            // the padded input by construction of `row` and `hp`.
+            unsafe { self.run_blocks(&ctx, gi, bias, pos, br, (taps.len() > 1).then_some(32)) }
         };
         // Depthwise on AVX-512: row-group tiles reuse each loaded input vector for
         // several output rows (see `dw_rows_avx512`).
@@ -376,6 +346,59 @@ impl PackedConv {
     }
 }
 
+impl PackedConv {
+    /// Runs output blocks `br` of group `gi` over the output positions `pos`, reading input
+    /// through `ctx`. Tile-major (`kc` = Some(input channels per chunk)): a tile's input for
+    /// one chunk is read by every block from L1. Block-major (`None`): each output plane is
+    /// written in long sequential streams, which pointwise runs over long planes want.
+    ///
+    /// SAFETY: every position's reads (at each tap, for each input channel) lie within the
+    /// buffer at `ctx.buf`, and no other thread writes the blocks x positions this call stores.
+    pub(super) unsafe fn run_blocks(&self, ctx: &Ctx, gi: usize, bias: &[f32], pos: &[(usize, usize, usize)], br: std::ops::Range<usize>, kc: Option<usize>) {
+        let cog = self.spec.c_out / self.spec.group;
+        let v_of = |r: usize| self.isa.tiles().iter().find(|t| t.0 == r).unwrap().1;
+        let v_main = v_of(self.blocks[0].1);
+        // Blocks of the main height: tile-major, so a tile's input is read from L1 by every
+        // block; the few tail blocks after.
+        let main = self.blocks.iter().take_while(|b| b.1 == self.blocks[0].1).count();
+        let tile_major = kc.is_some();
+        if let Some(kc) = kc {
+            // Input channels in chunks, so a tile's input for one chunk stays in L1 while every
+            // block reads it (partial sums go through the output).
+            for tile in pos.chunks(v_main) {
+                for ci0 in (0..ctx.cig).step_by(kc) {
+                    let n_ci = kc.min(ctx.cig - ci0);
+                    for (bi, &(c0, r)) in self.blocks[..main].iter().enumerate() {
+                        if !br.contains(&bi) {
+                            continue;
+                        }
+                        let co = gi * cog + c0;
+                        let w = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
+                        // A chunk after the first reads back what the previous one stored.
+                        ctx.tile_chunk(self.isa, r, v_main, co, w, &bias[co..co + r], tile, ci0, n_ci, ci0 > 0, ci0 + n_ci == ctx.cig);
+                    }
+                }
+            }
+        }
+        for (bi, &(c0, r)) in self.blocks.iter().enumerate() {
+            if (bi < main && tile_major) || !br.contains(&bi) {
+                continue;
+            }
+            let v = v_of(r);
+            let co = gi * cog + c0;
+            let w = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
+            for tile in pos.chunks(v) {
+                ctx.tile(self.isa, r, v, co, w, &bias[co..co + r], tile);
+            }
+        }
+    }
+
+    /// Output blocks of this convolution (for splitting work).
+    pub(super) fn n_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 impl PackedConv {
     /// Whether a depthwise convolution reads its input unpadded (`dw_direct`) rather than
@@ -410,6 +433,13 @@ impl PackedConv {
 fn forced_depthwise() -> Option<&'static str> {
     static FORCED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     FORCED.get_or_init(|| std::env::var("EDGESIGHT_DW").ok()).as_deref()
+}
+
+/// `EDGESIGHT_DENSE=direct` turns Winograd off (for comparisons), read once.
+#[cfg(target_arch = "x86_64")]
+fn forced_dense() -> Option<&'static str> {
+    static FORCED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FORCED.get_or_init(|| std::env::var("EDGESIGHT_DENSE").ok()).as_deref()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -709,16 +739,15 @@ impl SendPtr {
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-struct Ctx<'a> {
-    buf: *const f32,
-    ci_stride: usize,
-    cig: usize,
-    taps: &'a [usize],
-    out: SendPtr,
-    plane: usize,
-    clamp: Clamp,
+pub(super) struct Ctx<'a> {
+    pub(super) buf: *const f32,
+    pub(super) ci_stride: usize,
+    pub(super) cig: usize,
+    pub(super) taps: &'a [usize],
+    pub(super) out: SendPtr,
+    pub(super) plane: usize,
+    pub(super) clamp: Clamp,
 }
-
 const MAXV: usize = 8;
 
 impl Ctx<'_> {
@@ -1042,7 +1071,7 @@ pub fn reference(spec: &ConvSpec, input: &[f32], h: usize, w: usize, weights: &[
 
 /// The smallest channel stride (in floats) >= `stride` that is an odd multiple of 16 floats
 /// (64 bytes): consecutive channels then start on different L1 sets, whatever the plane size.
-fn unaliased(stride: usize) -> usize {
+pub(super) fn unaliased(stride: usize) -> usize {
     let s = stride.div_ceil(16) * 16;
     if (s / 16) % 2 == 0 {
         s + 16

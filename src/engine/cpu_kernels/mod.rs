@@ -10,6 +10,8 @@ pub mod dw_blocked;
 pub mod dw_direct;
 pub mod pool;
 pub mod resize;
+#[cfg(target_arch = "x86_64")]
+pub mod winograd;
 
 use conv::{Clamp, ConvSpec, Isa, PackedConv};
 use deconv::PackedDeconv;
