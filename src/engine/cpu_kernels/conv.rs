@@ -365,7 +365,7 @@ impl PackedConv {
         if let Some(kc) = kc {
             // Input channels in chunks, so a tile's input for one chunk stays in L1 while every
             // block reads it (partial sums go through the output).
-            for tile in pos.chunks(v_main) {
+            for (tile, v) in split_tiles(pos, v_main) {
                 for ci0 in (0..ctx.cig).step_by(kc) {
                     let n_ci = kc.min(ctx.cig - ci0);
                     for (bi, &(c0, r)) in self.blocks[..main].iter().enumerate() {
@@ -375,7 +375,7 @@ impl PackedConv {
                         let co = gi * cog + c0;
                         let w = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
                         // A chunk after the first reads back what the previous one stored.
-                        ctx.tile_chunk(self.isa, r, v_main, co, w, &bias[co..co + r], tile, ci0, n_ci, ci0 > 0, ci0 + n_ci == ctx.cig);
+                        ctx.tile_chunk(self.isa, r, v, co, w, &bias[co..co + r], tile, ci0, n_ci, ci0 > 0, ci0 + n_ci == ctx.cig);
                     }
                 }
             }
@@ -387,7 +387,7 @@ impl PackedConv {
             let v = v_of(r);
             let co = gi * cog + c0;
             let w = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
-            for tile in pos.chunks(v) {
+            for (tile, v) in split_tiles(pos, v) {
                 ctx.tile(self.isa, r, v, co, w, &bias[co..co + r], tile);
             }
         }
@@ -728,6 +728,22 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// `pos` in tiles of `v` vectors, each with the tile width to run it at. Three-vector tiles
+/// (8 channels on AVX-512) end in tiles of two rather than one padded tile: an 8x8 map (4
+/// vectors) ran 3 + 1 padded to 3, a third of its multiply-adds wasted.
+fn split_tiles(pos: &[(usize, usize, usize)], v: usize) -> impl Iterator<Item = (&[(usize, usize, usize)], usize)> {
+    let n = pos.len();
+    // Positions covered by three-vector tiles; the rest in tiles of two.
+    let threes = match (v, n % 3) {
+        (3, _) if n <= 2 => 0,
+        (3, 1) => n - 4,
+        (3, 2) => n - 2,
+        _ => n,
+    };
+    let (head, tail) = pos.split_at(threes);
+    head.chunks(v).map(move |t| (t, v)).chain(tail.chunks(2).map(|t| (t, 2)))
+}
+
 #[derive(Clone, Copy)]
 pub(super) struct SendPtr(pub(super) *mut f32);
 impl SendPtr {
@@ -798,9 +814,9 @@ impl Ctx<'_> {
         }
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => dispatch!(tile_avx512, 8 x 3, 4 x 5, 2 x 8, 1 x 8),
+            Isa::Avx512 => dispatch!(tile_avx512, 8 x 3, 8 x 2, 4 x 5, 2 x 8, 1 x 8),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => dispatch!(tile_avx2, 4 x 3, 2 x 4, 1 x 6),
+            Isa::Avx2 => dispatch!(tile_avx2, 4 x 3, 4 x 2, 2 x 4, 1 x 6),
             Isa::Portable => dispatch!(tile_portable, 4 x 2, 2 x 2, 1 x 4),
         }
     }
