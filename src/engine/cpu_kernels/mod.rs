@@ -32,6 +32,9 @@ pub struct EdgesightConv {
     pub input_shape: [usize; 4],
     pub output_shape: [usize; 4],
     pub batch_axis: bool,
+    /// Hard swish fused after the clamp: y = (x * k) * min(max(x + 3, 0), 6), in the ONNX
+    /// graph's order of operations (k = 1/6 as the graph stores it).
+    pub hard_swish: Option<f32>,
 }
 
 impl EdgesightConv {
@@ -51,8 +54,8 @@ impl Op for EdgesightConv {
     fn info(&self) -> TractResult<Vec<String>> {
         let s = &self.conv.spec;
         Ok(vec![format!(
-            "in {:?} k {:?} s {:?} d {:?} pad {:?}/{:?} group {} clamp {:?}",
-            self.input_shape, s.kernel, s.stride, s.dilation, s.pad_before, s.pad_after, s.group, self.conv.clamp
+            "in {:?} k {:?} s {:?} d {:?} pad {:?}/{:?} group {} clamp {:?} hard swish {:?}",
+            self.input_shape, s.kernel, s.stride, s.dilation, s.pad_before, s.pad_after, s.group, self.conv.clamp, self.hard_swish
         )])
     }
 
@@ -84,6 +87,9 @@ impl EvalOp for EdgesightConv {
             let out = view.as_slice_mut::<f32>()?;
             for (img, o) in input.chunks(c * h * w).zip(out.chunks_mut(co * oh * ow)) {
                 self.conv.run(img, h, w, &bias, o, &parallel);
+                if let Some(k) = self.hard_swish {
+                    hard_swish(o, k);
+                }
             }
         }
         Ok(tvec!(t.into_tvalue()))
@@ -399,6 +405,7 @@ pub struct PatchCount {
     pub reductions: usize,
     pub broadcasts: usize,
     pub fused_clamps: usize,
+    pub fused_hard_swish: usize,
 }
 
 /// Runs the large element-wise binary ops left after `patch_model` (f32 Add, Sub, Mul, Max, Min
@@ -514,8 +521,107 @@ pub fn patch_model(model: &mut TypedModel) -> TractResult<PatchCount> {
             break;
         }
     }
+    while let Some((conv, last, k)) = hard_swish_after_conv(model)? {
+        let mut op = model.node(conv).op_as::<EdgesightConv>().expect("matched an EdgesightConv").clone();
+        op.hard_swish = Some(k);
+        let mut patch = TypedModelPatch::default();
+        let inputs = patch.taps(model, &model.node(conv).inputs)?;
+        let out = patch.wire_node(format!("{}.hard_swish", model.node(conv).name), op, &inputs)?;
+        patch.shunt_outside(model, last.into(), out[0])?;
+        patch.apply(model)?;
+        model.compact()?;
+        count.fused_hard_swish += 1;
+    }
     model.compact()?;
     Ok(count)
+}
+
+/// A hard swish as the selfie model's ONNX spells it after a convolution x:
+/// Mul(Mul(x, k), Min(Max(Add(x, 3), 0), 6)), with the convolution's output read by nothing
+/// else. Returns (the convolution, the last Mul, k).
+fn hard_swish_after_conv(model: &TypedModel) -> TractResult<Option<(usize, usize, f32)>> {
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(op) = node.op_as::<EdgesightConv>() else { continue };
+        if op.hard_swish.is_some() || model.outputs.iter().any(|o| o.node == id) || node.outputs.len() != 1 {
+            continue;
+        }
+        let readers = &node.outputs[0].successors;
+        if readers.len() != 2 {
+            continue;
+        }
+        let [a, b] = [model.node(readers[0].node), model.node(readers[1].node)];
+        let (add, scale) = if bin_name(a) == Some("Add") { (a, b) } else { (b, a) };
+        let step = |n: &TypedNode, from: usize, name: &str, value: f32| -> TractResult<bool> {
+            Ok(bin_name(n) == Some(name) && const_operand(model, n, from)? == Some(value))
+        };
+        if !step(add, id, "Add", 3.0)? || bin_name(scale) != Some("Mul") {
+            continue;
+        }
+        let Some(k) = const_operand(model, scale, id)? else { continue };
+        let Some(max) = model.single_succ(add.id)? else { continue };
+        if !step(max, add.id, "Max", 0.0)? {
+            continue;
+        }
+        let Some(min) = model.single_succ(max.id)? else { continue };
+        if !step(min, max.id, "Min", 6.0)? {
+            continue;
+        }
+        // (x * k) * clamped: the last Mul reads both branches and nothing else reads them.
+        let Some(last) = model.single_succ(min.id)? else { continue };
+        let ins: Vec<usize> = last.inputs.iter().map(|i| i.node).collect();
+        if bin_name(last) != Some("Mul") || !(ins == [scale.id, min.id] || ins == [min.id, scale.id]) {
+            continue;
+        }
+        if model.single_succ(scale.id)?.map(|n| n.id) != Some(last.id) {
+            continue;
+        }
+        let shape = &model.outlet_fact(OutletId::new(id, 0))?.shape;
+        if [add, max, min, scale, last].iter().any(|n| model.outlet_fact(OutletId::new(n.id, 0)).map(|f| &f.shape != shape).unwrap_or(true)) {
+            continue;
+        }
+        return Ok(Some((id, last.id, k)));
+    }
+    Ok(None)
+}
+
+fn bin_name(node: &TypedNode) -> Option<&'static str> {
+    let bin = node.op_as::<TypedBinOp>()?;
+    ["Add", "Max", "Min", "Mul"].into_iter().find(|n| bin.0.name() == *n)
+}
+
+/// The uniform f32 constant that `node` (a binary op) combines with `from`'s output.
+fn const_operand(model: &TypedModel, node: &TypedNode, from: usize) -> TractResult<Option<f32>> {
+    if node.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let other = match (node.inputs[0].node == from, node.inputs[1].node == from) {
+        (true, false) => node.inputs[1],
+        (false, true) => node.inputs[0],
+        _ => return Ok(None),
+    };
+    let Some(k) = &model.outlet_fact(other)?.konst else { return Ok(None) };
+    if k.datum_type() != f32::datum_type() || k.len() == 0 {
+        return Ok(None);
+    }
+    let vals: Vec<f32> = k.to_plain_array_view::<f32>()?.iter().copied().collect();
+    Ok((vals.iter().all(|v| v.to_bits() == vals[0].to_bits()) && !vals[0].is_nan()).then_some(vals[0]))
+}
+
+/// y = (y * k) * min(max(y + 3, 0), 6) over `out`, split over the worker pool.
+fn hard_swish(out: &mut [f32], k: f32) {
+    const CHUNK: usize = 16 * 1024;
+    let n = out.len();
+    let ptr = conv::SendPtr(out.as_mut_ptr());
+    parallel(n.div_ceil(CHUNK), &|t: usize| {
+        let (a, b) = (t * CHUNK, ((t + 1) * CHUNK).min(n));
+        // SAFETY: tasks own disjoint ranges of `out`.
+        let part = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(a), b - a) };
+        for y in part {
+            let x = *y;
+            *y = (x * k) * (x + 3.0).max(0.0).min(6.0);
+        }
+    });
 }
 
 /// `succ` as ("Max" | "Min", c) when it is max/min of `from`'s output and a uniform constant
@@ -605,7 +711,7 @@ fn edgesight_conv(model: &TypedModel, node: &TypedNode, conv: &Conv, isa: Isa) -
     }
     let kernel: Vec<f32> = kernel.to_plain_array_view::<f32>()?.iter().copied().collect();
     let conv = PackedConv::new(spec, &kernel, Clamp::NONE, isa);
-    Ok(Some(EdgesightConv { conv, input_shape: [n, c, h, w], output_shape: [n, c_out, oh, ow], batch_axis }))
+    Ok(Some(EdgesightConv { conv, input_shape: [n, c, h, w], output_shape: [n, c_out, oh, ow], batch_axis, hard_swish: None }))
 }
 
 /// Add / Sub / Mul of two f32 tensors that broadcast against each other in middle axes (MoveNet's

@@ -1,0 +1,75 @@
+//! edgesight's CPU engine (tract with edgesight's kernels and fusions swapped in) against plain
+//! tract on the bundled trained models, on a photograph: the rewrites must not change what
+//! the models compute beyond float rounding.
+
+use edgesight::catalog::Catalog;
+use edgesight::engine::cpu_kernels::EdgesightConv;
+use edgesight::engine::tract_cpu::{optimize, TractEngine};
+use edgesight::engine::{Engine, TensorData};
+use std::path::Path;
+use tract_onnx::prelude::*;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Max |edgesight - tract| / max |tract| over every output, and the optimised model.
+fn compare(name: &str) -> (f32, TypedModel) {
+    let spec = Catalog::builtin().get(name).unwrap().clone();
+    let frame = edgesight::frame::Frame::load_image(&root().join("tests/data/coco/000000196141.jpg")).unwrap();
+    let (x, _) = edgesight::preprocess::prepare(&spec, &frame);
+    let path = root().join("models").join(format!("{name}.onnx"));
+    let mut engine = TractEngine::load(&path, &spec, &x.shape).unwrap();
+    let got = engine.run(&x).unwrap();
+
+    let (dt, input) = match &x.data {
+        TensorData::F32(v) => (f32::datum_type(), tract_ndarray::ArrayD::from_shape_vec(x.shape.clone(), v.clone()).unwrap().into_tensor()),
+        TensorData::I32(v) => (i32::datum_type(), tract_ndarray::ArrayD::from_shape_vec(x.shape.clone(), v.clone()).unwrap().into_tensor()),
+    };
+    let plain = tract_onnx::onnx()
+        .model_for_path(&path)
+        .unwrap()
+        .with_input_fact(0, InferenceFact::dt_shape(dt, &x.shape))
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let want = plain.run(tvec!(input.into())).unwrap();
+    assert_eq!(got.len(), want.len());
+    let mut worst = 0f32;
+    for (g, w) in got.iter().zip(&want) {
+        let w = w.cast_to::<f32>().unwrap();
+        let w: Vec<f32> = w.to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+        let TensorData::F32(g) = &g.data else { panic!("outputs are f32") };
+        assert_eq!(g.len(), w.len());
+        let scale = w.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let diff = g.iter().zip(&w).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        worst = worst.max(diff / scale);
+    }
+    let optimised = optimize(
+        tract_onnx::onnx().model_for_path(&path).unwrap().with_input_fact(0, InferenceFact::dt_shape(dt, &x.shape)).unwrap(),
+    )
+    .unwrap();
+    (worst, optimised)
+}
+
+#[test]
+fn selfie_with_fused_hard_swish_matches_tract() {
+    let (worst, model) = compare("selfie");
+    eprintln!("selfie: max |diff| / max |tract| {worst:.3e}");
+    assert!(worst <= 1e-4, "selfie differs from tract: {worst}");
+    // Where edgesight's kernels run (AVX2 or AVX-512), the hard swishes are fused into them.
+    let convs: Vec<&EdgesightConv> = model.nodes.iter().filter_map(|n| n.op_as::<EdgesightConv>()).collect();
+    if !convs.is_empty() {
+        let fused = convs.iter().filter(|c| c.hard_swish.is_some()).count();
+        assert!(fused >= 10, "only {fused} hard swishes fused");
+    }
+}
+
+#[test]
+fn movenet_matches_tract() {
+    let (worst, _) = compare("movenet-multipose");
+    eprintln!("movenet: max |diff| / max |tract| {worst:.3e}");
+    assert!(worst <= 1e-4, "movenet differs from tract: {worst}");
+}
