@@ -365,7 +365,7 @@ impl PackedConv {
         if let Some(kc) = kc {
             // Input channels in chunks, so a tile's input for one chunk stays in L1 while every
             // block reads it (partial sums go through the output).
-            for (tile, v) in split_tiles(pos, v_main) {
+            for (tile, v) in split_tiles(pos, v_main).flat_map(|(g, v)| g.chunks(v).map(move |t| (t, v))) {
                 for ci0 in (0..ctx.cig).step_by(kc) {
                     let n_ci = kc.min(ctx.cig - ci0);
                     for (bi, &(c0, r)) in self.blocks[..main].iter().enumerate() {
@@ -387,8 +387,8 @@ impl PackedConv {
             let v = v_of(r);
             let co = gi * cog + c0;
             let w = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
-            for (tile, v) in split_tiles(pos, v) {
-                ctx.tile(self.isa, r, v, co, w, &bias[co..co + r], tile);
+            for (tiles, v) in split_tiles(pos, v) {
+                ctx.tiles(self.isa, r, v, co, w, &bias[co..co + r], tiles);
             }
         }
     }
@@ -768,7 +768,7 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `pos` in tiles of `v` vectors, each with the tile width to run it at. Three-vector tiles
+/// `pos` in runs of tiles of `v` vectors, each with the tile width to run it at. Three-vector tiles
 /// (8 channels on AVX-512) end in tiles of two rather than one padded tile: an 8x8 map (4
 /// vectors) ran 3 + 1 padded to 3, a third of its multiply-adds wasted.
 fn split_tiles(pos: &[(usize, usize, usize)], v: usize) -> impl Iterator<Item = (&[(usize, usize, usize)], usize)> {
@@ -781,7 +781,7 @@ fn split_tiles(pos: &[(usize, usize, usize)], v: usize) -> impl Iterator<Item = 
         _ => n,
     };
     let (head, tail) = pos.split_at(threes);
-    head.chunks(v).map(move |t| (t, v)).chain(tail.chunks(2).map(|t| (t, 2)))
+    [(head, v), (tail, 2)].into_iter().filter(|(p, _)| !p.is_empty())
 }
 
 #[derive(Clone, Copy)]
@@ -809,9 +809,11 @@ const MAXV: usize = 8;
 impl Ctx<'_> {
     #[allow(clippy::too_many_arguments)]
     /// Input channels `ci0..ci0 + n_ci` of the group into the tile; `accumulate` adds to what
-    /// the output holds (later channel chunks), `last` applies the clamp.
-    unsafe fn tile(&self, isa: Isa, r: usize, v: usize, co: usize, w: &[f32], bias: &[f32], tile: &[(usize, usize, usize)]) {
-        self.tile_chunk(isa, r, v, co, w, bias, tile, 0, self.cig, false, true)
+    /// the output holds (later channel chunks), `last` applies the clamp. `tiles` holds any
+    /// number of positions, run `v` at a time in one call (a call per tile cost up to a tenth
+    /// of MoveNet's time in the argument setup).
+    unsafe fn tiles(&self, isa: Isa, r: usize, v: usize, co: usize, w: &[f32], bias: &[f32], tiles: &[(usize, usize, usize)]) {
+        self.tile_chunk(isa, r, v, co, w, bias, tiles, 0, self.cig, false, true)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -823,31 +825,35 @@ impl Ctx<'_> {
         co: usize,
         w: &[f32],
         bias: &[f32],
-        tile: &[(usize, usize, usize)],
+        tiles: &[(usize, usize, usize)],
         ci0: usize,
         n_ci: usize,
         accumulate: bool,
         last: bool,
     ) {
-        // Pad a short tile by repeating its first position with nothing stored.
-        let mut inp = [0usize; MAXV];
-        let mut outp = [0usize; MAXV];
-        let mut valid = [0usize; MAXV];
-        for j in 0..v {
-            let p = tile.get(j).copied().unwrap_or((tile[0].0, tile[0].1, 0));
-            inp[j] = p.0;
-            outp[j] = p.1;
-            valid[j] = p.2;
-        }
         let base = self.buf.add(ci0 * self.ci_stride);
         let out = self.out.0.add(co * self.plane);
         let w = w.as_ptr().add(ci0 * self.taps.len() * r);
         let clamp = if last { self.clamp } else { Clamp::NONE };
-        let a = Args { base, ci_stride: self.ci_stride, n_ci, taps: self.taps, w, bias: bias.as_ptr(), out, plane: self.plane, inp, outp, valid, clamp, accumulate };
+        let mut a = Args {
+            base,
+            ci_stride: self.ci_stride,
+            n_ci,
+            taps: self.taps,
+            w,
+            bias: bias.as_ptr(),
+            out,
+            plane: self.plane,
+            inp: [0; MAXV],
+            outp: [0; MAXV],
+            valid: [0; MAXV],
+            clamp,
+            accumulate,
+        };
         macro_rules! dispatch {
             ($f:ident, $($r:literal x $v:literal),*) => {
                 match (r, v) {
-                    $(($r, $v) => $f::<$r, $v>(&a),)*
+                    $(($r, $v) => $f::<$r, $v>(&mut a, tiles),)*
                     _ => unreachable!("no {r}x{v} tile"),
                 }
             };
@@ -876,6 +882,19 @@ struct Args<'a> {
     valid: [usize; MAXV],
     clamp: Clamp,
     accumulate: bool,
+}
+
+impl Args<'_> {
+    /// The positions of one tile; a short tile is padded by repeating its first position,
+    /// with nothing stored for it.
+    fn set_tile(&mut self, tile: &[(usize, usize, usize)], v: usize) {
+        for j in 0..v {
+            let p = tile.get(j).copied().unwrap_or((tile[0].0, tile[0].1, 0));
+            self.inp[j] = p.0;
+            self.outp[j] = p.1;
+            self.valid[j] = p.2;
+        }
+    }
 }
 
 /// The micro-kernel, written once over a vector type's operations.
@@ -1005,9 +1024,13 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const R: usize, const V: usize>(a: &Args) {
+unsafe fn tile_avx512<const R: usize, const V: usize>(a: &mut Args, pos: &[(usize, usize, usize)]) {
     use avx512::*;
-    micro_kernel!(a, R, V, avx512::V, zero(), splat, load, fma, max, min, store, load_out)
+    for tile in pos.chunks(V) {
+        a.set_tile(tile, V);
+        let a: &Args = a;
+        micro_kernel!(a, R, V, avx512::V, zero(), splat, load, fma, max, min, store, load_out)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1067,9 +1090,13 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2<const R: usize, const V: usize>(a: &Args) {
+unsafe fn tile_avx2<const R: usize, const V: usize>(a: &mut Args, pos: &[(usize, usize, usize)]) {
     use avx2::*;
-    micro_kernel!(a, R, V, avx2::V, zero(), splat, load, fma, max, min, store, load_out)
+    for tile in pos.chunks(V) {
+        a.set_tile(tile, V);
+        let a: &Args = a;
+        micro_kernel!(a, R, V, avx2::V, zero(), splat, load, fma, max, min, store, load_out)
+    }
 }
 
 /// Plain Rust with the same blocking, for CPUs without AVX2 (and as the tests' second opinion).
@@ -1111,9 +1138,13 @@ mod portable {
     }
 }
 
-unsafe fn tile_portable<const R: usize, const V: usize>(a: &Args) {
+unsafe fn tile_portable<const R: usize, const V: usize>(a: &mut Args, pos: &[(usize, usize, usize)]) {
     use portable::*;
-    micro_kernel!(a, R, V, portable::V, zero(), splat, load, fma, max, min, store, load_out)
+    for tile in pos.chunks(V) {
+        a.set_tile(tile, V);
+        let a: &Args = a;
+        micro_kernel!(a, R, V, portable::V, zero(), splat, load, fma, max, min, store, load_out)
+    }
 }
 
 /// Plain reference convolution (tests).
