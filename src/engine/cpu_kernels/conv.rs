@@ -415,15 +415,17 @@ impl PackedConv {
     }
 
     /// Whether a depthwise convolution runs with channels in the lanes (`dw_blocked`): large
-    /// kernels on narrow maps, where rows of one or two vectors leave the row tiles short
-    /// (7x7 on 28x28 x 720 channels: 23-31 against 17-18 GMAC/s, `examples/conv_shapes`). On
-    /// wider maps the two measured even (56x56) or worse (224x224, stride 2: the blocked copy
-    /// outgrows L2).
+    /// kernels on outputs up to 56 wide, where rows of a few vectors leave the row tiles short
+    /// (`examples/conv_shapes`, best of 3, rows against blocked: 7x7 on 28x28 x 720 channels
+    /// 17-18 against 23-31 GMAC/s; 192 channels at 56x56 1.29 against 0.89 ms, stride 2 from
+    /// 56x56 0.87 against 0.36 ms). From 64 wide the two measured even or the rows faster
+    /// (96 channels at 64x64 0.46 against 0.52 ms, stride 2 to 112x112 3.9 against 4.2 ms: the
+    /// blocked copy outgrows L2).
     fn blocked_depthwise(&self, _oh: usize, ow: usize) -> bool {
         match forced_depthwise() {
             Some("blocked") => true,
             Some("direct") | Some("rows") => false,
-            _ => self.spec.kernel[0] * self.spec.kernel[1] >= 25 && self.spec.stride[1] == 1 && ow <= 32,
+            _ => self.spec.kernel[0] * self.spec.kernel[1] >= 25 && ow <= 56,
         }
     }
 }
