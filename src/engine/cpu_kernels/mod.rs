@@ -605,7 +605,8 @@ fn const_operand(model: &TypedModel, node: &TypedNode, from: usize) -> TractResu
         return Ok(None);
     }
     let vals: Vec<f32> = k.to_plain_array_view::<f32>()?.iter().copied().collect();
-    Ok((vals.iter().all(|v| v.to_bits() == vals[0].to_bits()) && !vals[0].is_nan()).then_some(vals[0]))
+    // (A NaN compares unequal, so it never counts as uniform.)
+    Ok(vals.iter().all(|v| *v == vals[0]).then_some(vals[0]))
 }
 
 /// y = (y * k) * min(max(y + 3, 0), 6) over `out`, split over the worker pool.
@@ -627,34 +628,12 @@ fn hard_swish(out: &mut [f32], k: f32) {
 /// `succ` as ("Max" | "Min", c) when it is max/min of `from`'s output and a uniform constant
 /// and keeps its shape.
 fn clamp_of(model: &TypedModel, succ: &TypedNode, from: usize) -> TractResult<Option<(&'static str, f32)>> {
-    let Some(bin) = succ.op_as::<TypedBinOp>() else { return Ok(None) };
-    let kind = match bin.0.name() {
-        "Max" => "Max",
-        "Min" => "Min",
-        _ => return Ok(None),
-    };
-    if succ.inputs.len() != 2 {
+    let Some(kind @ ("Max" | "Min")) = bin_name(succ) else { return Ok(None) };
+    let Some(value) = const_operand(model, succ, from)? else { return Ok(None) };
+    if model.outlet_fact(succ.id.into())?.shape != model.outlet_fact(OutletId::new(from, 0))?.shape {
         return Ok(None);
     }
-    let other = match (succ.inputs[0].node == from, succ.inputs[1].node == from) {
-        (true, false) => succ.inputs[1],
-        (false, true) => succ.inputs[0],
-        _ => return Ok(None),
-    };
-    let conv_out = if succ.inputs[0].node == from { succ.inputs[0] } else { succ.inputs[1] };
-    let other = model.outlet_fact(other)?;
-    let Some(k) = &other.konst else { return Ok(None) };
-    if k.datum_type() != f32::datum_type() || k.len() == 0 {
-        return Ok(None);
-    }
-    let vals: Vec<f32> = k.to_plain_array_view::<f32>()?.iter().copied().collect();
-    if vals.iter().any(|v| *v != vals[0] || v.is_nan()) {
-        return Ok(None);
-    }
-    if model.outlet_fact(succ.id.into())?.shape != model.outlet_fact(conv_out)?.shape {
-        return Ok(None);
-    }
-    Ok(Some((kind, vals[0])))
+    Ok(Some((kind, value)))
 }
 
 fn edgesight_conv(model: &TypedModel, node: &TypedNode, conv: &Conv, isa: Isa) -> TractResult<Option<EdgesightConv>> {
