@@ -165,8 +165,7 @@ impl Winograd {
             let ctx = Ctx { buf: unsafe { vp.get().add(xi * v_xi) }, ci_stride: 16, cig: ci, taps: &[0], out: SendPtr(unsafe { mp.get().add(xi * m_xi) }), plane: m_stride, clamp: Clamp::NONE };
             // SAFETY: the positions read whole panels of V[xi]; task (xi, b) writes only its
             // own blocks of M[xi]. Tile-major: a tile's panels (128 channels, 24 KiB) stay in
-            // L1 for every block (block-major measured 1.1-1.4x slower, chunks of 32 channels
-            // 1.0-1.7x).
+            // L1 for every block (chunks of 32 channels measured 1.0-1.7x slower).
             unsafe { self.gemm[xi].run_blocks(&ctx, 0, &zeros, &positions, b * nb / per_xi..(b + 1) * nb / per_xi, Some(128)) };
         });
         // 3. Output transform, one task per output channel.
