@@ -553,14 +553,7 @@ unsafe fn dw_rows_avx512<const RB: usize, const VB: usize>(a: &DwArgs, oy0: usiz
             }
         }
     }
-    let clamp = a.clamp != Clamp::NONE;
-    let (lo, hi) = (splat(a.clamp.lo), splat(a.clamp.hi));
-    for i in 0..RB {
-        for v in 0..VB {
-            let y = if clamp { min(max(acc[i][v], lo), hi) } else { acc[i][v] };
-            store(a.out.add((oy0 + i) * a.out_w + cols[v]), valid[v], y);
-        }
-    }
+    store_rows(a, oy0, cols, valid, &acc);
 }
 
 /// `dw_rows_avx512` for a K x K kernel at stride 1 and dilation 1, with every bound known at
@@ -590,6 +583,15 @@ unsafe fn dw_rows_unit<const K: usize, const RB: usize, const VB: usize>(a: &DwA
             }
         }
     }
+    store_rows(a, oy0, cols, valid, &acc);
+}
+
+/// The clamped RB x VB tile of a depthwise row kernel into its output rows.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_rows<const RB: usize, const VB: usize>(a: &DwArgs, oy0: usize, cols: &[usize; 4], valid: &[usize; 4], acc: &[[avx512::V; VB]; RB]) {
+    use avx512::*;
     let clamp = a.clamp != Clamp::NONE;
     let (lo, hi) = (splat(a.clamp.lo), splat(a.clamp.hi));
     for i in 0..RB {
