@@ -13,7 +13,7 @@ fn main() {
         let p = k / 2;
         let spec = ConvSpec { c_in, c_out, group, kernel: [k, k], stride: [stride; 2], dilation: [1, 1], pad_before: [p, p], pad_after: [p, p] };
         let weights: Vec<f32> = (0..c_out * c_in / group * k * k).map(|i| (i % 7) as f32 * 0.1).collect();
-        let conv = PackedConv::new(spec.clone(), &weights, Clamp { lo: 0.0, hi: 6.0 }, isa);
+        let conv = PackedConv::new(spec.clone(), &weights, Clamp { lo: 0.0, hi: 6.0 }, isa).for_input(&weights, h, w);
         let (oh, ow) = spec.output_hw(h, w).unwrap();
         let input: Vec<f32> = (0..c_in * h * w).map(|i| (i % 13) as f32 * 0.01).collect();
         let bias = vec![0.1; c_out];

@@ -130,7 +130,8 @@ pub struct PackedConv {
     /// Depthwise on AVX-512: the same weights with 16 channels per vector (`dw_blocked`).
     #[cfg(target_arch = "x86_64")]
     blocked: Option<Arc<super::dw_blocked::BlockedDw>>,
-    /// Dense 3x3 stride 1 on AVX-512: the weights transformed for F(4x4, 3x3).
+    /// Dense 3x3 stride 1 on AVX-512 where it pays for the planned input size
+    /// (`for_input`): the weights transformed for F(4x4, 3x3).
     #[cfg(target_arch = "x86_64")]
     winograd: Option<Arc<super::winograd::Winograd>>,
 }
@@ -171,8 +172,6 @@ impl PackedConv {
             .then_some(())
             .and_then(|()| super::dw_blocked::BlockedDw::new(g, spec.kernel, spec.stride, spec.dilation, spec.pad_before, weights))
             .map(Arc::new);
-        #[cfg(target_arch = "x86_64")]
-        let winograd = super::winograd::Winograd::new(&spec, weights, isa).map(Arc::new);
         PackedConv {
             spec,
             clamp,
@@ -183,8 +182,21 @@ impl PackedConv {
             #[cfg(target_arch = "x86_64")]
             blocked,
             #[cfg(target_arch = "x86_64")]
-            winograd,
+            winograd: None,
         }
+    }
+
+    /// Plans for an `h` x `w` input: adds the Winograd form of `weights` (OIHW, as given to
+    /// `new`) where it pays at that size. Only then: its 36 matrices are 4x the weights (37 MB
+    /// for one of BEVANet-S's 512-channel convolutions, which run direct at 8x16).
+    pub fn for_input(self, weights: &[f32], h: usize, w: usize) -> PackedConv {
+        #[cfg(target_arch = "x86_64")]
+        if super::winograd::Winograd::pays(&self.spec, h, w) {
+            let winograd = super::winograd::Winograd::new(&self.spec, weights, self.isa).map(Arc::new);
+            return PackedConv { winograd, ..self };
+        }
+        let _ = (weights, h, w);
+        self
     }
 
     /// Multiply-accumulates for an input of `h` x `w`.
@@ -203,7 +215,7 @@ impl PackedConv {
         assert_eq!(out.len(), s.c_out * oh * ow);
         assert_eq!(bias.len(), s.c_out);
         #[cfg(target_arch = "x86_64")]
-        if let Some(wg) = self.winograd.as_ref().filter(|wg| wg.worth_it(h, w) && forced_dense() != Some("direct")) {
+        if let Some(wg) = self.winograd.as_ref().filter(|_| super::winograd::Winograd::pays(s, h, w) && forced_dense() != Some("direct")) {
             wg.run(input, h, w, bias, self.clamp, out, par);
             return;
         }

@@ -689,7 +689,7 @@ fn edgesight_conv(model: &TypedModel, node: &TypedNode, conv: &Conv, isa: Isa) -
         return Ok(None);
     }
     let kernel: Vec<f32> = kernel.to_plain_array_view::<f32>()?.iter().copied().collect();
-    let conv = PackedConv::new(spec, &kernel, Clamp::NONE, isa);
+    let conv = PackedConv::new(spec, &kernel, Clamp::NONE, isa).for_input(&kernel, h, w);
     Ok(Some(EdgesightConv { conv, input_shape: [n, c, h, w], output_shape: [n, c_out, oh, ow], batch_axis, hard_swish: None }))
 }
 

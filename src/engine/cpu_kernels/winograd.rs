@@ -120,9 +120,10 @@ impl Winograd {
     ///   c_in + c_out: 64 x 64 channels at 64x128 ran 1.3-2.3x faster, 32 x 32 1.5x slower;
     /// * enough tiles that U (36 c_in c_out floats) is used more than a few times: 256
     ///   channels at 16x32 (32 tiles) ran 2x faster, 512 at 8x16 (8 tiles) 2x slower.
-    pub fn worth_it(&self, h: usize, w: usize) -> bool {
-        let (ci, co) = (self.spec.c_in, self.spec.c_out);
-        ci * co >= 32 * (ci + co) && Layout::new(&self.spec, h, w).is_some_and(|l| l.nty * l.ntx >= 32)
+    pub fn pays(spec: &ConvSpec, h: usize, w: usize) -> bool {
+        let (ci, co) = (spec.c_in, spec.c_out);
+        let shape = spec.group == 1 && spec.kernel == [3, 3] && spec.stride == [1, 1] && spec.dilation == [1, 1];
+        shape && ci * co >= 32 * (ci + co) && Layout::new(spec, h, w).is_some_and(|l| l.nty * l.ntx >= 32)
     }
 
     /// Same contract as `PackedConv::run`, on the transformed weights: the three steps, each
