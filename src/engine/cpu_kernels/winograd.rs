@@ -87,8 +87,7 @@ impl Layout {
 impl Winograd {
     /// `None` unless the convolution is dense 3x3, stride 1, dilation 1, and AVX-512 is in use.
     pub fn new(spec: &ConvSpec, weights: &[f32], isa: Isa) -> Option<Winograd> {
-        let ok = isa == Isa::Avx512 && spec.group == 1 && spec.kernel == [3, 3] && spec.stride == [1, 1] && spec.dilation == [1, 1];
-        if !ok {
+        if isa != Isa::Avx512 || !dense_3x3_unit(spec) {
             return None;
         }
         let (ci, co) = (spec.c_in, spec.c_out);
@@ -122,8 +121,7 @@ impl Winograd {
     ///   channels at 16x32 (32 tiles) ran 2x faster, 512 at 8x16 (8 tiles) 2x slower.
     pub fn pays(spec: &ConvSpec, h: usize, w: usize) -> bool {
         let (ci, co) = (spec.c_in, spec.c_out);
-        let shape = spec.group == 1 && spec.kernel == [3, 3] && spec.stride == [1, 1] && spec.dilation == [1, 1];
-        shape && ci * co >= 32 * (ci + co) && Layout::new(spec, h, w).is_some_and(|l| l.nty * l.ntx >= 32)
+        dense_3x3_unit(spec) && ci * co >= 32 * (ci + co) && Layout::new(spec, h, w).is_some_and(|l| l.nty * l.ntx >= 32)
     }
 
     /// Same contract as `PackedConv::run`, on the transformed weights: the three steps, each
@@ -177,6 +175,11 @@ impl Winograd {
         });
         VM.with(|vm| *vm.borrow_mut() = (v, m));
     }
+}
+
+/// Dense 3x3, stride 1, dilation 1: the convolutions F(4x4, 3x3) computes.
+fn dense_3x3_unit(spec: &ConvSpec) -> bool {
+    spec.group == 1 && spec.kernel == [3, 3] && spec.stride == [1, 1] && spec.dilation == [1, 1]
 }
 
 /// B^T d for six vectors d (rows or column phases of a 6x6 patch).
