@@ -89,19 +89,27 @@ fn open_session(spec: ModelSpec, random: bool) -> Result<ModelSession> {
 
 pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
     let catalog = Catalog::builtin();
-    // With an exact --input size and no clip (e.g. a GPU machine without ffmpeg), a synthetic
-    // frame of that size stands in: speed does not depend on pixel values.
-    let (first, _info) = match (job.input, job.clip.is_file()) {
-        (Some((h, w)), false) => {
-            eprintln!("note: {} not found; measuring on a synthetic {w}x{h} frame", job.clip.display());
-            let rgb = (0..w * h * 3).map(|i| ((i * 7) % 251) as u8).collect();
-            (Frame { width: w, height: h, rgb, index: 0, timestamp_s: 0.0 }, None)
-        }
-        _ => {
-            let info = video_source::probe(&job.clip)?;
-            let first = VideoReader::open(&info)?
-                .next_frame()?
-                .with_context(|| format!("{} has no frames", job.clip.display()))?;
+    // With an exact --input size the clip only supplies pixel values, and speed does not depend
+    // on them: when it is absent or unreadable (e.g. a GPU machine without ffmpeg), a synthetic
+    // frame of that size stands in, with a note saying why.
+    let read_first = || -> Result<(Frame, crate::video_source::VideoInfo)> {
+        let info = video_source::probe(&job.clip)?;
+        let first = VideoReader::open(&info)?
+            .next_frame()?
+            .with_context(|| format!("{} has no frames", job.clip.display()))?;
+        Ok((first, info))
+    };
+    let (first, _info) = match job.input {
+        Some((h, w)) => match read_first() {
+            Ok((first, info)) => (first, Some(info)),
+            Err(e) => {
+                eprintln!("note: cannot read {} ({e:#}); measuring on a synthetic {w}x{h} frame", job.clip.display());
+                let rgb = (0..w * h * 3).map(|i| ((i * 7) % 251) as u8).collect();
+                (Frame { width: w, height: h, rgb, index: 0, timestamp_s: 0.0 }, None)
+            }
+        },
+        None => {
+            let (first, info) = read_first()?;
             (first, Some(info))
         }
     };

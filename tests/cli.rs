@@ -373,3 +373,23 @@ fn gpu_backend_without_adapter() {
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("possible values: cpu, gpu, auto"));
 }
+
+/// `bench --input HxW` needs no readable clip (speed does not depend on pixels): an unreadable
+/// one is replaced by a synthetic frame with a note; without --input it is a clean failure.
+#[test]
+fn bench_with_input_size_survives_an_unreadable_clip() {
+    let dir = scratch("bench_unreadable_clip");
+    let bad = dir.join("not-a-video.mp4");
+    std::fs::write(&bad, b"not a video").unwrap();
+    let out_dir = dir.join("out");
+    let out = edgesight(&["bench", "--clip", s(&bad), "--model", "selfie", "--input", "256x256", "--runs", "2", "--out", s(&out_dir)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains("measuring on a synthetic 256x256 frame"), "stderr: {stderr}");
+    let rows = read_json(&out_dir.join("bench.json"));
+    assert_eq!(rows[0]["model"], "selfie");
+    assert!(rows[0]["inference_p50_ms"].as_f64().unwrap() > 0.0);
+
+    let out = edgesight(&["bench", "--clip", s(&bad), "--model", "selfie", "--runs", "2", "--out", s(&out_dir)]);
+    assert_clean_failure(&out, &["not-a-video.mp4"]);
+}
