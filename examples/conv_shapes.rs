@@ -1,5 +1,6 @@
-//! GMAC/s of edgesight's convolution kernel alone on given shapes, one thread, input in cache
-//! or not as the shape makes it (for tuning `engine::cpu_kernels::conv`).
+//! GMAC/s of edgesight's convolution kernel alone on given shapes, input in cache or not as the
+//! shape makes it (for tuning `engine::cpu_kernels::conv`). One thread, or THREADS=n on the
+//! kernels' own pool.
 //! usage: cargo run --release --example conv_shapes -- CIN COUT GROUP K STRIDE H W [REPS]...
 //!   (several shapes: repeat the 7 numbers; K is square, padding K/2)
 use edgesight::engine::cpu_kernels::conv::{Clamp, ConvSpec, Isa, PackedConv};
@@ -18,7 +19,9 @@ fn main() {
         let input: Vec<f32> = (0..c_in * h * w).map(|i| (i % 13) as f32 * 0.01).collect();
         let bias = vec![0.1; c_out];
         let mut out = vec![0.0; c_out * oh * ow];
-        let serial = |n: usize, f: &(dyn Fn(usize) + Sync)| (0..n).for_each(f);
+        let threads: usize = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+        edgesight::engine::cpu_kernels::pool::set_threads(threads).expect("threads start");
+        let serial = |n: usize, f: &(dyn Fn(usize) + Sync)| edgesight::engine::cpu_kernels::pool::parallel(n, f);
         let macs = conv.macs(h, w) as f64;
         let reps = ((2e9 / macs) as usize).clamp(3, 2000);
         let mut best = f64::MAX;

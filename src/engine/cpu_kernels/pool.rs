@@ -18,27 +18,48 @@ use std::time::{Duration, Instant};
 /// How long an idle helper spins before it sleeps: longer than the gaps between ops of one frame.
 const SPIN: Duration = Duration::from_millis(3);
 
+/// Parts a job's tasks are cut into, one per thread: at most this many threads own a part.
+const MAX_PARTS: usize = 16;
+
 /// One op's task list; lives on the caller's stack while the pool runs it.
+///
+/// Tasks are cut into one contiguous part per thread, and thread `w` starts on part `w`: an op
+/// that splits its output the same way as the op before it then finds its share of that
+/// output in its own core's cache. A thread whose part is done takes the rest of the others'.
+/// Measured against one shared task counter, alternating runs in one process at 2 threads:
+/// LitePose-XS, LitePose-S, BEVANet-S, MoveNet and selfie 7-11% faster (p50).
 struct Job<'a> {
     f: &'a (dyn Fn(usize) + Sync),
     n: usize,
-    next: AtomicUsize,
+    parts: usize,
+    /// Next task of each part (it starts at the part's first task).
+    next: [AtomicUsize; MAX_PARTS],
     done: AtomicUsize,
     panicked: AtomicBool,
 }
 
 impl Job<'_> {
-    /// Takes tasks until none is left.
-    fn work(&self) {
-        loop {
-            let i = self.next.fetch_add(1, Relaxed);
-            if i >= self.n {
-                return;
+    fn new(f: &(dyn Fn(usize) + Sync), n: usize, threads: usize) -> Job<'_> {
+        let parts = threads.clamp(1, MAX_PARTS);
+        let next = std::array::from_fn(|p| AtomicUsize::new(if p < parts { p * n / parts } else { n }));
+        Job { f, n, parts, next, done: AtomicUsize::new(0), panicked: AtomicBool::new(false) }
+    }
+
+    /// Takes tasks, thread `worker`'s own part first, until none is left.
+    fn work(&self, worker: usize) {
+        for k in 0..self.parts {
+            let p = (worker + k) % self.parts;
+            let end = (p + 1) * self.n / self.parts;
+            loop {
+                let i = self.next[p].fetch_add(1, Relaxed);
+                if i >= end {
+                    break;
+                }
+                if catch_unwind(AssertUnwindSafe(|| (self.f)(i))).is_err() {
+                    self.panicked.store(true, Relaxed);
+                }
+                self.done.fetch_add(1, Release);
             }
-            if catch_unwind(AssertUnwindSafe(|| (self.f)(i))).is_err() {
-                self.panicked.store(true, Relaxed);
-            }
-            self.done.fetch_add(1, Release);
         }
     }
 }
@@ -71,7 +92,7 @@ impl SpinPool {
         let mut handles = Vec::new();
         for i in 1..threads.max(1) {
             let shared = shared.clone();
-            handles.push(std::thread::Builder::new().name(format!("edgesight-cpu-{i}")).spawn(move || helper(&shared))?);
+            handles.push(std::thread::Builder::new().name(format!("edgesight-cpu-{i}")).spawn(move || helper(&shared, i))?);
         }
         let helpers = handles.iter().map(|h| h.thread().clone()).collect();
         Ok(SpinPool { shared, helpers, handles })
@@ -89,7 +110,7 @@ impl SpinPool {
             return;
         }
         let s = &*self.shared;
-        let job = Job { f, n, next: AtomicUsize::new(0), done: AtomicUsize::new(0), panicked: AtomicBool::new(false) };
+        let job = Job::new(f, n, self.threads());
         // SAFETY (lifetime): the pointer is withdrawn, and every helper holding it has let go
         // (`busy` == 0), before `job` leaves this frame.
         s.job.store(&job as *const Job as *mut Job<'static>, SeqCst);
@@ -97,7 +118,7 @@ impl SpinPool {
         if s.sleeping.load(SeqCst) > 0 {
             self.helpers.iter().for_each(Thread::unpark);
         }
-        job.work();
+        job.work(0);
         let mut spins = 0u32;
         while job.done.load(Acquire) < n {
             pause(&mut spins);
@@ -125,7 +146,7 @@ fn pause(spins: &mut u32) {
     }
 }
 
-fn helper(s: &Shared) {
+fn helper(s: &Shared, worker: usize) {
     let mut seen = 0;
     loop {
         let mut since: Option<Instant> = None;
@@ -155,7 +176,7 @@ fn helper(s: &Shared) {
         let job = s.job.load(SeqCst);
         if !job.is_null() {
             // SAFETY: non-null while its caller waits for `busy` to drop to 0 (see `run`).
-            unsafe { (*job).work() };
+            unsafe { (*job).work(worker) };
         }
         s.busy.fetch_sub(1, SeqCst);
     }
