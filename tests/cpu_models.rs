@@ -69,7 +69,16 @@ fn selfie_with_fused_hard_swish_matches_tract() {
 
 #[test]
 fn movenet_matches_tract() {
-    let (worst, _) = compare("movenet-multipose");
+    let (worst, model) = compare("movenet-multipose");
     eprintln!("movenet: max |diff| / max |tract| {worst:.3e}");
     assert!(worst <= 1e-4, "movenet differs from tract: {worst}");
+    // Where edgesight's kernels run, the decoder's Exp, strided ArgMax and short-row product
+    // are edgesight's ops, so the comparison above covers them.
+    if model.nodes.iter().any(|n| n.op_as::<EdgesightConv>().is_some()) {
+        let names: Vec<String> = model.nodes.iter().map(|n| n.op().name().to_string()).collect();
+        for op in ["EdgesightExp", "EdgesightReduceArgMax", "EdgesightReduceMax"] {
+            assert!(names.iter().any(|n| n == op), "no {op} in the plan");
+        }
+        assert!(names.iter().filter(|n| *n == "EdgesightMul").count() >= 3, "the short-row products stayed in tract");
+    }
 }

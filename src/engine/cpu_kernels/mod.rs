@@ -8,10 +8,12 @@ pub mod conv;
 pub mod deconv;
 pub mod dw_blocked;
 pub mod dw_direct;
+pub mod exp;
 pub mod pool;
 pub mod resize;
 #[cfg(target_arch = "x86_64")]
 pub mod winograd;
+
 
 use conv::{Clamp, ConvSpec, Isa, PackedConv};
 use deconv::PackedDeconv;
@@ -19,6 +21,7 @@ use pool::parallel;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, Deconv, KernelFormat, PaddingSpec};
 use tract_onnx::tract_core::ops::nn::resize::Resize as CoreResize;
 use tract_onnx::tract_core::ops::nn::{DataFormat, Reduce, Reducer};
@@ -332,16 +335,25 @@ fn edgesight_resize(model: &TypedModel, node: &TypedNode, op: &CoreResize) -> Tr
     Ok(Some(EdgesightResize { input_shape: shape.into(), output_shape: out_shape.into(), rows, cols }))
 }
 
-/// Max over one strided axis of an f32 tensor (tract 0.23.9 folds it element by element through
-/// ndarray views: 16 ms for MoveNet's 64x64x6x17 -> 64x64x1x17). Same fold as tract's, so the
-/// same result, NaNs included.
+/// Max or first arg-max over one strided axis of an f32 tensor. tract 0.23.9 folds these
+/// element by element through ndarray views: 16 ms for MoveNet's max over 64x64x6x17 ->
+/// 64x64x1x17, 0.64 ms for its arg-max over 4096x102 -> 1x102. Same folds as tract's, so the
+/// same results, NaNs included (a NaN never wins).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EdgesightReduceMax {
+pub struct EdgesightReduce {
     pub input_shape: TVec<usize>,
     pub axis: usize,
+    pub reducer: StridedReducer,
 }
 
-impl EdgesightReduceMax {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StridedReducer {
+    Max,
+    /// The first index of the maximum (ONNX ArgMax with select_last_index = 0), as i64.
+    ArgMax,
+}
+
+impl EdgesightReduce {
     fn output_shape(&self) -> TVec<usize> {
         let mut s = self.input_shape.clone();
         s[self.axis] = 1;
@@ -349,9 +361,9 @@ impl EdgesightReduceMax {
     }
 }
 
-impl Op for EdgesightReduceMax {
+impl Op for EdgesightReduce {
     fn name(&self) -> StaticName {
-        "EdgesightReduceMax".into()
+        format!("EdgesightReduce{:?}", self.reducer).into()
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
@@ -361,36 +373,110 @@ impl Op for EdgesightReduceMax {
     op_as_typed_op!();
 }
 
-impl EvalOp for EdgesightReduceMax {
+impl EvalOp for EdgesightReduce {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = inputs[0].to_plain_array_view::<f32>()?;
-        let input = input.as_slice().context("EdgesightReduceMax input is not contiguous")?;
+        let input = input.as_slice().context("EdgesightReduce input is not contiguous")?;
         let len = self.input_shape[self.axis];
         let inner: usize = self.input_shape[self.axis + 1..].iter().product();
-        let mut t = tract_onnx::prelude::Tensor::zero::<f32>(&self.output_shape())?;
-        {
-            let mut view = t.try_as_plain_ram_mut()?;
-            let out = view.as_slice_mut::<f32>()?;
-            for (src, dst) in input.chunks_exact(len * inner).zip(out.chunks_exact_mut(inner)) {
-                dst.fill(f32::MIN);
-                for row in src.chunks_exact(inner) {
-                    for (acc, &v) in dst.iter_mut().zip(row) {
-                        *acc = if *acc > v { *acc } else { v };
+        let t = match self.reducer {
+            StridedReducer::Max => {
+                let mut t = tract_onnx::prelude::Tensor::zero::<f32>(&self.output_shape())?;
+                {
+                    let mut view = t.try_as_plain_ram_mut()?;
+                    let out = view.as_slice_mut::<f32>()?;
+                    for (src, dst) in input.chunks_exact(len * inner).zip(out.chunks_exact_mut(inner)) {
+                        dst.fill(f32::MIN);
+                        for row in src.chunks_exact(inner) {
+                            for (acc, &v) in dst.iter_mut().zip(row) {
+                                *acc = if *acc > v { *acc } else { v };
+                            }
+                        }
                     }
                 }
+                t
             }
+            StridedReducer::ArgMax => {
+                let mut t = tract_onnx::prelude::Tensor::zero::<i64>(&self.output_shape())?;
+                {
+                    let mut view = t.try_as_plain_ram_mut()?;
+                    let out = view.as_slice_mut::<i64>()?;
+                    // Branch-free selects on same-width lanes (f32 values, u32 indices), which
+                    // the compiler vectorises.
+                    ensure!(len <= u32::MAX as usize);
+                    let (mut best, mut at) = (vec![f32::MIN; inner], vec![0u32; inner]);
+                    for (src, dst) in input.chunks_exact(len * inner).zip(out.chunks_exact_mut(inner)) {
+                        best.fill(f32::MIN);
+                        at.fill(0);
+                        for (i, row) in src.chunks_exact(inner).enumerate() {
+                            for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(row) {
+                                let gt = v > *b;
+                                *b = if gt { v } else { *b };
+                                *a = if gt { i as u32 } else { *a };
+                            }
+                        }
+                        dst.iter_mut().zip(&at).for_each(|(d, a)| *d = *a as i64);
+                    }
+                }
+                t
+            }
+        };
+        Ok(tvec!(t.into_tvalue()))
+    }
+}
+
+impl TypedOp for EdgesightReduce {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
+        ensure!(inputs[0].shape.as_concrete() == Some(&self.input_shape[..]));
+        Ok(tvec!(match self.reducer {
+            StridedReducer::Max => f32::fact(self.output_shape()),
+            StridedReducer::ArgMax => i64::fact(self.output_shape()),
+        }))
+    }
+
+    as_op!();
+}
+
+/// e^x of a large f32 tensor (`exp`), split over the worker pool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EdgesightExp {
+    pub shape: TVec<usize>,
+}
+
+impl Op for EdgesightExp {
+    fn name(&self) -> StaticName {
+        "EdgesightExp".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?}", self.shape)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for EdgesightExp {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        // In place, as tract's element-wise ops are (the input is copied only if shared).
+        let mut t = inputs.remove(0).into_tensor();
+        {
+            let mut view = t.try_as_plain_ram_mut()?;
+            split_out(view.as_slice_mut::<f32>()?, 16, &|_, part: &mut [f32]| exp::exp_in_place(part));
         }
         Ok(tvec!(t.into_tvalue()))
     }
 }
 
-impl TypedOp for EdgesightReduceMax {
+impl TypedOp for EdgesightExp {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
-        ensure!(inputs[0].shape.as_concrete() == Some(&self.input_shape[..]));
-        Ok(tvec!(f32::fact(self.output_shape())))
+        ensure!(inputs[0].shape.as_concrete() == Some(&self.shape[..]));
+        Ok(tvec!(f32::fact(&self.shape)))
     }
 
     as_op!();
@@ -403,6 +489,7 @@ pub struct PatchCount {
     pub deconvs: usize,
     pub resizes: usize,
     pub reductions: usize,
+    pub exps: usize,
     pub broadcasts: usize,
     pub fused_clamps: usize,
     pub fused_hard_swish: usize,
@@ -461,12 +548,17 @@ pub fn patch_model(model: &mut TypedModel) -> TractResult<PatchCount> {
         }
         if let Some(op) = node.op_as::<Reduce>() {
             let fact = model.outlet_fact(node.inputs[0])?;
-            if let (Reducer::Max, [axis], Some(shape), true) =
-                (&op.reducer, &op.axes[..], fact.shape.as_concrete(), fact.datum_type == f32::datum_type())
+            let reducer = match op.reducer {
+                Reducer::Max => Some(StridedReducer::Max),
+                Reducer::ArgMax(false) => Some(StridedReducer::ArgMax),
+                _ => None,
+            };
+            if let (Some(reducer), [axis], Some(shape), true) =
+                (reducer, &op.axes[..], fact.shape.as_concrete(), fact.datum_type == f32::datum_type())
             {
                 // Only the strided case: tract's contiguous one is already vectorised.
                 if *axis + 1 < shape.len() && shape[axis + 1..].iter().product::<usize>() > 1 {
-                    let op = EdgesightReduceMax { input_shape: shape.into(), axis: *axis };
+                    let op = EdgesightReduce { input_shape: shape.into(), axis: *axis, reducer };
                     let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
                     patch.apply(model)?;
                     count.reductions += 1;
@@ -479,6 +571,19 @@ pub fn patch_model(model: &mut TypedModel) -> TractResult<PatchCount> {
                 let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
                 patch.apply(model)?;
                 count.resizes += 1;
+            }
+            continue;
+        }
+        if let Some(op) = node.op_as::<ElementWiseOp>() {
+            let fact = model.outlet_fact(node.inputs[0])?;
+            if let (true, Some(shape), true) = (op.0.name() == "Exp", fact.shape.as_concrete(), fact.datum_type == f32::datum_type()) {
+                // Large tensors only: below one parallel split the call costs more than it saves.
+                if shape.iter().product::<usize>() >= 1 << 15 {
+                    let op = EdgesightExp { shape: shape.into() };
+                    let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
+                    patch.apply(model)?;
+                    count.exps += 1;
+                }
             }
             continue;
         }
@@ -939,7 +1044,16 @@ fn edgesight_broadcast(model: &TypedModel, node: &TypedNode, op: &TypedBinOp, an
     let scalar = |s: &[usize]| s.iter().all(|d| *d == 1);
     // A size-1 axis (broadcast) followed later by a full-size axis.
     let middle = |s: &[usize]| (0..s.len()).any(|i| s[i] == 1 && o[i] > 1 && (i + 1..s.len()).any(|j| s[j] == o[j] && o[j] > 1));
-    let wanted = (any_pattern && o.iter().product::<usize>() >= 1 << 19)
+    // Broadcast only over trailing axes whose sizes multiply to a short row: tract multiplies
+    // such rows one scalar at a time (MoveNet's [64,64,6,17] x [64,64,6,1]: 0.8 ms, 2 ns per
+    // element, on one thread).
+    let short_rows = |s: &[usize]| {
+        let lead = s.iter().zip(o).take_while(|(x, y)| x == y).count();
+        lead < o.len() && s[lead..].iter().all(|d| *d == 1) && o[lead..].iter().product::<usize>() < 64
+    };
+    let elements = o.iter().product::<usize>();
+    let wanted = (any_pattern && elements >= 1 << 19)
+        || (any_pattern && elements >= 1 << 15 && (short_rows(a) || short_rows(b)))
         || (!scalar(a) && !scalar(b) && ((broadcasts(a) && broadcasts(b)) || middle(a) || middle(b)));
     if !wanted || a.iter().zip(o).any(|(x, y)| *x != *y && *x != 1) || b.iter().zip(o).any(|(x, y)| *x != *y && *x != 1) {
         return Ok(None);
@@ -951,6 +1065,48 @@ fn edgesight_broadcast(model: &TypedModel, node: &TypedNode, op: &TypedBinOp, an
 mod tests {
     use super::*;
     use crate::rng::SplitMix64;
+
+    /// Max and first arg-max over a strided axis against tract's own Reduce on the same model,
+    /// with ties (few distinct values), NaNs and an all-NaN column.
+    #[test]
+    fn strided_reductions_match_tract() {
+        let mut rng = SplitMix64(5);
+        for (shape, axis) in [(vec![4096, 102], 0), (vec![3, 17, 5], 1), (vec![2, 9, 4, 3], 1), (vec![31, 33], 0)] {
+            let n: usize = shape.iter().product();
+            let inner: usize = shape[axis + 1..].iter().product();
+            let data: Vec<f32> = (0..n)
+                .map(|i| match rng.below(50) {
+                    0 => f32::NAN,
+                    _ if i % inner == 1 => f32::NAN,
+                    _ => rng.below(7) as f32 - 3.0,
+                })
+                .collect();
+            let input = tract_ndarray::ArrayD::from_shape_vec(shape.clone(), data).unwrap().into_tensor();
+            for reducer in [Reducer::Max, Reducer::ArgMax(false)] {
+                let mut model = TypedModel::default();
+                let src = model.add_source("x", f32::fact(&shape)).unwrap();
+                let out = model.wire_node("reduce", Reduce { axes: tvec![axis], reducer }, &[src]).unwrap();
+                model.select_output_outlets(&out).unwrap();
+                let want = model.clone().into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
+                let count = patch_model(&mut model).unwrap();
+                if Isa::fast().is_some() {
+                    assert_eq!(count.reductions, 1, "{reducer:?} on {shape:?} not replaced");
+                }
+                let got = model.into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
+                assert_eq!(got[0].datum_type(), want[0].datum_type());
+                assert_eq!(got[0].shape(), want[0].shape());
+                // Bitwise, NaNs included.
+                let bits = |t: &tract_onnx::prelude::Tensor| -> Vec<u64> {
+                    if t.datum_type() == i64::datum_type() {
+                        t.to_plain_array_view::<i64>().unwrap().iter().map(|v| *v as u64).collect()
+                    } else {
+                        t.to_plain_array_view::<f32>().unwrap().iter().map(|v| v.to_bits() as u64).collect()
+                    }
+                };
+                assert_eq!(bits(&got[0]), bits(&want[0]), "{reducer:?} over axis {axis} of {shape:?}");
+            }
+        }
+    }
 
     #[test]
     fn broadcast_binary_matches_naive() {
