@@ -24,7 +24,6 @@ pub fn resize_planes(input: &[f32], planes: usize, h: usize, w: usize, rows: &Ax
     let (oh, ow) = (rows.len_out(), cols.len_out());
     assert_eq!(input.len(), planes * h * w);
     assert_eq!(out.len(), planes * oh * ow);
-    let mut row = vec![0f32; w];
     // Column taps without the zero weights (tract skips them too), so the inner loop has no
     // branch; indices checked once here.
     let (mut col_idx, mut col_w, mut col_taps) = (Vec::new(), Vec::new(), Vec::with_capacity(ow));
@@ -51,7 +50,42 @@ pub fn resize_planes(input: &[f32], planes: usize, h: usize, w: usize, rows: &Ax
             (k, idx, wts)
         })
     };
-    for (src, dst) in input.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let uniform: Option<(usize, Vec<i32>, Vec<f32>)> = None;
+    if planes == 0 {
+        return;
+    }
+    // Planes split over the worker pool (in whole planes, so the arithmetic is the same).
+    let per_task = planes.div_ceil(planes.min(16)).max(1);
+    let dst_all = super::conv::SendPtr(out.as_mut_ptr());
+    super::pool::parallel(planes.div_ceil(per_task), &|t: usize| {
+        let (p0, p1) = (t * per_task, ((t + 1) * per_task).min(planes));
+        // SAFETY: tasks write disjoint ranges of whole planes of `out`.
+        let out = unsafe { std::slice::from_raw_parts_mut(dst_all.get().add(p0 * oh * ow), (p1 - p0) * oh * ow) };
+        let mut row = vec![0f32; w];
+        for (src, dst) in input[p0 * h * w..p1 * h * w].chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+            resize_plane(src, w, rows, &col_taps, &col_idx, &col_w, uniform.as_ref(), &mut row, dst);
+        }
+    });
+}
+
+/// One plane: rows blended into `row`, then columns gathered into each output row.
+#[allow(clippy::too_many_arguments)]
+fn resize_plane(
+    src: &[f32],
+    w: usize,
+    rows: &AxisTaps,
+    col_taps: &[(usize, usize)],
+    col_idx: &[usize],
+    col_w: &[f32],
+    uniform: Option<&(usize, Vec<i32>, Vec<f32>)>,
+    row: &mut [f32],
+    dst: &mut [f32],
+) {
+    let ow = col_taps.len();
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = uniform;
+    {
         for (y, drow) in dst.chunks_exact_mut(ow).enumerate() {
             row.fill(0.0);
             for k in 0..rows.window {
@@ -65,9 +99,9 @@ pub fn resize_planes(input: &[f32], planes: usize, h: usize, w: usize, rows: &Ax
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            if let Some((k, idx, wts)) = &uniform {
-                // SAFETY: AVX-512 detected above; indices were checked against `w`.
-                unsafe { gather_row_avx512(&row, *k, idx, wts, drow) };
+            if let Some((k, idx, wts)) = uniform {
+                // SAFETY: AVX-512 detected by the caller; indices were checked against `w`.
+                unsafe { gather_row_avx512(row, *k, idx, wts, drow) };
                 continue;
             }
             for (x, d) in drow.iter_mut().enumerate() {
@@ -149,8 +183,12 @@ mod tests {
     #[test]
     fn equals_two_pass_resampling_bitwise() {
         let mut rng = SplitMix64(9);
-        for case in 0..100 {
-            let (planes, h, w) = (1 + rng.below(5), 1 + rng.below(20), 1 + rng.below(20));
+        for case in 0..140 {
+            // The last cases on the worker pool, as `--threads 2` runs it (planes split).
+            if case == 100 {
+                crate::engine::cpu_kernels::pool::set_threads(2).unwrap();
+            }
+            let (planes, h, w) = (1 + rng.below(if case >= 100 { 40 } else { 5 }), 1 + rng.below(20), 1 + rng.below(20));
             // Every other case without zero weights: the same tap count per column (gather path).
             let zeros = case % 2 == 0;
             let taps = |rng: &mut SplitMix64, len_in: usize| {
@@ -168,6 +206,7 @@ mod tests {
             resize_planes(&input, planes, h, w, &rows, &cols, &mut got);
             assert_eq!(got, reference(&input, planes, h, w, &rows, &cols));
         }
+        crate::engine::cpu_kernels::pool::set_threads(1).unwrap();
     }
 
     #[test]
