@@ -64,6 +64,8 @@ fn selfie_with_fused_hard_swish_matches_tract() {
     if !convs.is_empty() {
         let fused = convs.iter().filter(|c| c.hard_swish.is_some()).count();
         assert!(fused >= 10, "only {fused} hard swishes fused");
+        let means = model.nodes.iter().filter(|n| n.op().name() == "EdgesightPlaneMean").count();
+        assert_eq!(means, 10, "squeeze-and-excite pools not on edgesight's plane mean");
     }
 }
 
