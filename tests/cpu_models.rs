@@ -84,3 +84,17 @@ fn movenet_matches_tract() {
         assert!(names.iter().filter(|n| *n == "EdgesightMul").count() >= 3, "the short-row products stayed in tract");
     }
 }
+
+#[test]
+fn selfie_on_two_threads_matches_tract() {
+    // With threads to split over, more element-wise ops leave tract's fused chains for the pool.
+    edgesight::engine::tract_cpu::set_threads(2).unwrap();
+    let (worst, model) = compare("selfie");
+    edgesight::engine::tract_cpu::set_threads(1).unwrap();
+    eprintln!("selfie, 2 threads: max |diff| / max |tract| {worst:.3e}");
+    assert!(worst <= 1e-4, "selfie on 2 threads differs from tract: {worst}");
+    if model.nodes.iter().any(|n| n.op_as::<EdgesightConv>().is_some()) {
+        let split = model.nodes.iter().filter(|n| n.op().name().starts_with("EdgesightAdd")).count();
+        assert!(split >= 5, "only {split} additions split over the pool");
+    }
+}

@@ -12,6 +12,7 @@ pub mod exp;
 pub mod pool;
 pub mod resize;
 #[cfg(target_arch = "x86_64")]
+
 pub mod winograd;
 
 
@@ -582,11 +583,11 @@ pub struct PatchCount {
     pub fused_hard_swish: usize,
 }
 
-/// Runs the large element-wise binary ops left after `patch_model` (f32 Add, Sub, Mul, Max, Min
-/// with 512K outputs or more, any broadcast) as `EdgesightBroadcast`, split over the worker pool:
-/// tract fuses them into chains that run on one thread at 1-5 ns per element (BEVANet-S's
-/// batch-norm and ReLU chains, ~50 ms per frame). Smaller ones stay in tract's fused chains,
-/// which measured faster on selfie's 256K-element tensors (3.8 against 4.0-4.4 ms per frame).
+/// Runs the large element-wise binary ops left after `patch_model` (f32 Add, Sub, Mul, Max, Min,
+/// any broadcast: from 512K outputs on one thread, from 64K with more) as `EdgesightBroadcast`,
+/// split over the worker pool: tract fuses them into chains that run on one thread at 1-5 ns
+/// per element (BEVANet-S's batch-norm and ReLU chains, ~50 ms per frame). Smaller ones stay
+/// in tract's fused chains. The sizes depend on the pool's threads at load time.
 /// Call it on the decluttered model after `patch_model`, so that batch norms are already folded
 /// into convolutions and clamps fused into them.
 pub fn patch_elementwise(model: &mut TypedModel) -> TractResult<usize> {
@@ -1147,7 +1148,11 @@ fn edgesight_broadcast(model: &TypedModel, node: &TypedNode, op: &TypedBinOp, an
         lead < o.len() && s[lead..].iter().all(|d| *d == 1) && o[lead..].iter().product::<usize>() < 64
     };
     let elements = o.iter().product::<usize>();
-    let wanted = (any_pattern && elements >= 1 << 19)
+    // On one thread tract's fused chains of small element-wise ops win (selfie 2% slower
+    // without them); with threads to split over, splitting wins (selfie at 2 threads 15%
+    // faster with every op from 64K elements split; alternating runs of `bench`).
+    let large = if pool::threads() > 1 { 1 << 16 } else { 1 << 19 };
+    let wanted = (any_pattern && elements >= large)
         || (any_pattern && elements >= 1 << 15 && (short_rows(a) || short_rows(b)))
         || (!scalar(a) && !scalar(b) && ((broadcasts(a) && broadcasts(b)) || middle(a) || middle(b)));
     if !wanted || a.iter().zip(o).any(|(x, y)| *x != *y && *x != 1) || b.iter().zip(o).any(|(x, y)| *x != *y && *x != 1) {

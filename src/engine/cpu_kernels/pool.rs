@@ -201,6 +201,11 @@ pub fn set_threads(threads: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Threads of the process-wide pool (1: no helpers).
+pub fn threads() -> usize {
+    POOL.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(1, |p| p.threads())
+}
+
 /// Runs `f(0..n)` on the process-wide pool (serially when it has one thread).
 pub fn parallel(n: usize, f: &(dyn Fn(usize) + Sync)) {
     let pool = POOL.lock().unwrap_or_else(|e| e.into_inner()).clone();
