@@ -294,8 +294,7 @@ impl EvalOp for EdgesightResize {
 
 impl TypedOp for EdgesightResize {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
-        ensure!(inputs[0].shape.as_concrete() == Some(&self.input_shape[..]));
+        one_f32_input(inputs, &self.input_shape)?;
         Ok(tvec!(f32::fact(&self.output_shape)))
     }
 
@@ -431,8 +430,7 @@ impl EvalOp for EdgesightReduce {
 
 impl TypedOp for EdgesightReduce {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
-        ensure!(inputs[0].shape.as_concrete() == Some(&self.input_shape[..]));
+        one_f32_input(inputs, &self.input_shape)?;
         Ok(tvec!(match self.reducer {
             StridedReducer::Max => f32::fact(self.output_shape()),
             StridedReducer::ArgMax => i64::fact(self.output_shape()),
@@ -477,6 +475,8 @@ impl EvalOp for EdgesightPlaneMean {
         {
             let mut view = t.try_as_plain_ram_mut()?;
             let out = view.as_slice_mut::<f32>()?;
+            // Split by hand, not by `split_out`: the output is tiny (one value per plane) but
+            // each value sums a whole plane.
             let planes = out.len();
             let per_task = planes.div_ceil(planes.clamp(1, 16));
             let dst = conv::SendPtr(out.as_mut_ptr());
@@ -501,8 +501,7 @@ impl EvalOp for EdgesightPlaneMean {
 
 impl TypedOp for EdgesightPlaneMean {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
-        ensure!(inputs[0].shape.as_concrete() == Some(&self.input_shape[..]));
+        one_f32_input(inputs, &self.input_shape)?;
         let mut shape = self.input_shape.clone();
         shape[2] = 1;
         shape[3] = 1;
@@ -610,8 +609,7 @@ impl EvalOp for EdgesightMoveAxis {
 
 impl TypedOp for EdgesightMoveAxis {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
-        ensure!(inputs[0].shape.as_concrete() == Some(&self.input_shape[..]));
+        one_f32_input(inputs, &self.input_shape)?;
         Ok(tvec!(f32::fact(self.output_shape())))
     }
 
@@ -652,12 +650,19 @@ impl EvalOp for EdgesightExp {
 
 impl TypedOp for EdgesightExp {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
-        ensure!(inputs[0].shape.as_concrete() == Some(&self.shape[..]));
+        one_f32_input(inputs, &self.shape)?;
         Ok(tvec!(f32::fact(&self.shape)))
     }
 
     as_op!();
+}
+
+/// The check every one-input op here makes when tract wires it: one f32 input of the shape it
+/// was planned for.
+fn one_f32_input(inputs: &[&TypedFact], shape: &[usize]) -> TractResult<()> {
+    ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
+    ensure!(inputs[0].shape.as_concrete() == Some(shape));
+    Ok(())
 }
 
 /// What `patch_model` replaced, for logs and tests.

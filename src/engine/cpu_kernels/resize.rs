@@ -52,18 +52,14 @@ pub fn resize_planes(input: &[f32], planes: usize, h: usize, w: usize, rows: &Ax
     };
     #[cfg(not(target_arch = "x86_64"))]
     let uniform: Option<(usize, Vec<i32>, Vec<f32>)> = None;
-    if planes == 0 {
+    if out.is_empty() {
         return;
     }
     // Planes split over the worker pool (in whole planes, so the arithmetic is the same).
-    let per_task = planes.div_ceil(planes.min(16)).max(1);
-    let dst_all = super::conv::SendPtr(out.as_mut_ptr());
-    super::pool::parallel(planes.div_ceil(per_task), &|t: usize| {
-        let (p0, p1) = (t * per_task, ((t + 1) * per_task).min(planes));
-        // SAFETY: tasks write disjoint ranges of whole planes of `out`.
-        let out = unsafe { std::slice::from_raw_parts_mut(dst_all.get().add(p0 * oh * ow), (p1 - p0) * oh * ow) };
+    super::split_out(out, oh * ow, &|start, part: &mut [f32]| {
+        let p0 = start / (oh * ow);
         let mut row = vec![0f32; w];
-        for (src, dst) in input[p0 * h * w..p1 * h * w].chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+        for (src, dst) in input[p0 * h * w..].chunks_exact(h * w).zip(part.chunks_exact_mut(oh * ow)) {
             resize_plane(src, w, rows, &col_taps, &col_idx, &col_w, uniform.as_ref(), &mut row, dst);
         }
     });
@@ -184,16 +180,18 @@ mod tests {
     fn equals_two_pass_resampling_bitwise() {
         let mut rng = SplitMix64(9);
         for case in 0..140 {
-            // The last cases on the worker pool, as `--threads 2` runs it (planes split).
+            // The last cases on the worker pool, as `--threads 2` runs it, with outputs large
+            // enough (32K or more) for the planes to be split.
+            let pooled = case >= 100;
             if case == 100 {
                 crate::engine::cpu_kernels::pool::set_threads(2).unwrap();
             }
-            let (planes, h, w) = (1 + rng.below(if case >= 100 { 40 } else { 5 }), 1 + rng.below(20), 1 + rng.below(20));
+            let (planes, h, w) = (if pooled { 16 + rng.below(24) } else { 1 + rng.below(5) }, 1 + rng.below(20), 1 + rng.below(20));
             // Every other case without zero weights: the same tap count per column (gather path).
             let zeros = case % 2 == 0;
             let taps = |rng: &mut SplitMix64, len_in: usize| {
                 let window = 1 + rng.below(4);
-                let len_out = 1 + rng.below(40);
+                let len_out = if pooled { 48 + rng.below(30) } else { 1 + rng.below(40) };
                 AxisTaps {
                     window,
                     indices: (0..window * len_out).map(|_| rng.below(len_in)).collect(),
