@@ -1343,7 +1343,8 @@ mod tests {
                 let got = model.into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
                 assert_eq!(got[0].shape(), want[0].shape());
                 let (g, w) = (got[0].to_plain_array_view::<f32>().unwrap(), want[0].to_plain_array_view::<f32>().unwrap());
-                if replaced {
+                // Without edgesight's kernels (no AVX2 here, e.g. arm64) nothing is replaced.
+                if replaced && Isa::fast().is_some() {
                     // Against the exact mean (f64): tract's one running sum drifts by up to a few
                     // 1e-6 over 128 x 128; the 16 running sums stay closer.
                     let x = input.to_plain_array_view::<f32>().unwrap();
