@@ -12,9 +12,7 @@ pub mod exp;
 pub mod pool;
 pub mod resize;
 #[cfg(target_arch = "x86_64")]
-
 pub mod winograd;
-
 
 use conv::{Clamp, ConvSpec, Isa, PackedConv};
 use deconv::PackedDeconv;
@@ -449,6 +447,16 @@ pub struct EdgesightPlaneMean {
     pub input_shape: TVec<usize>,
 }
 
+impl EdgesightPlaneMean {
+    /// N x C x 1 x 1.
+    fn output_shape(&self) -> TVec<usize> {
+        let mut s = self.input_shape.clone();
+        s[2] = 1;
+        s[3] = 1;
+        s
+    }
+}
+
 impl Op for EdgesightPlaneMean {
     fn name(&self) -> StaticName {
         "EdgesightPlaneMean".into()
@@ -468,10 +476,7 @@ impl EvalOp for EdgesightPlaneMean {
         let input = inputs[0].to_plain_array_view::<f32>()?;
         let input = input.as_slice().context("EdgesightPlaneMean input is not contiguous")?;
         let plane = self.input_shape[2] * self.input_shape[3];
-        let mut shape = self.input_shape.clone();
-        shape[2] = 1;
-        shape[3] = 1;
-        let mut t = tract_onnx::prelude::Tensor::zero::<f32>(&shape)?;
+        let mut t = tract_onnx::prelude::Tensor::zero::<f32>(&self.output_shape())?;
         {
             let mut view = t.try_as_plain_ram_mut()?;
             let out = view.as_slice_mut::<f32>()?;
@@ -502,10 +507,7 @@ impl EvalOp for EdgesightPlaneMean {
 impl TypedOp for EdgesightPlaneMean {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         one_f32_input(inputs, &self.input_shape)?;
-        let mut shape = self.input_shape.clone();
-        shape[2] = 1;
-        shape[3] = 1;
-        Ok(tvec!(f32::fact(shape)))
+        Ok(tvec!(f32::fact(self.output_shape())))
     }
 
     as_op!();
@@ -577,19 +579,20 @@ impl EvalOp for EdgesightMoveAxis {
         }
         // Input stride of each output axis; output rows run along the last one.
         let strides: TVec<usize> = perm.iter().map(|a| in_strides[*a]).collect();
-        let row = *out_shape.last().context("EdgesightMoveAxis on a scalar")?;
+        // (max(1): an empty tensor still cuts into whole rows.)
+        let row = (*out_shape.last().context("EdgesightMoveAxis on a scalar")?).max(1);
         // SAFETY: every output element is written (rows cover the whole output).
         let mut t = unsafe { tract_onnx::prelude::Tensor::uninitialized::<f32>(&out_shape)? };
         {
             let mut view = t.try_as_plain_ram_mut()?;
-            split_out(view.as_slice_mut::<f32>()?, row.max(1), &|start, part: &mut [f32]| {
+            split_out(view.as_slice_mut::<f32>()?, row, &|start, part: &mut [f32]| {
                 let mut idx = tvec![0usize; rank];
-                let mut rem = start / row.max(1);
+                let mut rem = start / row;
                 for a in (0..rank - 1).rev() {
                     idx[a] = rem % out_shape[a];
                     rem /= out_shape[a];
                 }
-                for out_row in part.chunks_mut(row.max(1)) {
+                for out_row in part.chunks_mut(row) {
                     let base: usize = (0..rank - 1).map(|a| idx[a] * strides[a]).sum();
                     let step = strides[rank - 1];
                     out_row.iter_mut().enumerate().for_each(|(x, o)| *o = input[base + x * step]);
