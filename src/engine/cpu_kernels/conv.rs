@@ -265,10 +265,11 @@ impl PackedConv {
         // (Rows of one vector gain nothing: the generic 8-position tiles measured faster there.)
         let depthwise_rows = self.isa == Isa::Avx512 && cig == 1 && cog == 1 && !flat && out_w > 16;
         #[cfg(target_arch = "x86_64")]
-        if let Some(bd) = self.blocked.as_ref().filter(|_| self.blocked_depthwise(oh, ow)) {
+        if let Some(bd) = self.blocked.as_ref().filter(|_| self.blocked_depthwise()) {
             // SAFETY: `out` holds c_out x oh x ow floats (asserted above); each task writes
-            // only its own block's channels.
-            par(bd.blocks(), &|b: usize| unsafe { bd.run_block(b, input, h, w, bias, self.clamp, out.get(), oh, ow) });
+            // only its own block's channels in its own band of rows.
+            let threads = super::pool::threads();
+            par(bd.tasks(oh, threads), &|t: usize| unsafe { bd.run_task(t, threads, input, h, w, bias, self.clamp, out.get(), oh, ow) });
             return;
         }
         #[cfg(target_arch = "x86_64")]
@@ -433,18 +434,16 @@ impl PackedConv {
         }
     }
 
-    /// Whether a depthwise convolution runs with channels in the lanes (`dw_blocked`): large
-    /// kernels on outputs up to 56 wide, where rows of a few vectors leave the row tiles short
-    /// (`examples/conv_shapes`, best of 3, rows against blocked: 7x7 on 28x28 x 720 channels
-    /// 17-18 against 23-31 GMAC/s; 192 channels at 56x56 1.29 against 0.89 ms, stride 2 from
-    /// 56x56 0.87 against 0.36 ms). From 64 wide the two measured even or the rows faster
-    /// (96 channels at 64x64 0.46 against 0.52 ms, stride 2 to 112x112 3.9 against 4.2 ms: the
-    /// blocked copy outgrows L2).
-    fn blocked_depthwise(&self, _oh: usize, ow: usize) -> bool {
+    /// Whether a depthwise convolution runs with channels in the lanes (`dw_blocked`): kernels
+    /// of 25 taps and more at every map size. `examples/conv_shapes`, one thread, rows against
+    /// blocked: 7x7 on 112x112 x 96 channels 1.80-1.88 against 1.23-1.28 ms, on 28x28 x 720
+    /// 1.59-1.72 against 0.73-0.78 ms, stride 2 from 224x224 about 4 against 2.1-2.6 ms; 5x5 on
+    /// 64x64 x 96 even (0.28-0.33 against 0.28-0.29 ms). 3x3 stays `dw_direct` (blocked 0.6-1.4x).
+    fn blocked_depthwise(&self) -> bool {
         match forced_depthwise() {
             Some("blocked") => true,
             Some("direct") | Some("rows") => false,
-            _ => self.spec.kernel[0] * self.spec.kernel[1] >= 25 && ow <= 56,
+            _ => self.spec.kernel[0] * self.spec.kernel[1] >= 25,
         }
     }
 }
