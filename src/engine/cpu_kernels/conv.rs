@@ -275,11 +275,16 @@ impl PackedConv {
         #[cfg(target_arch = "x86_64")]
         if self.isa == Isa::Avx512 && cig == 1 && cog == 1 && self.direct_depthwise() {
             if let Some(d) = super::dw_direct::DirectDw::new(h, w, oh, ow, s.kernel, s.stride, s.dilation, s.pad_before) {
-                par(g, &|c: usize| {
-                    // SAFETY: each task writes only channel c's output plane.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(c * oh * ow), oh * ow) };
-                    let wts = &self.weights[self.block_offsets[c]..][..kh * kw];
-                    d.run(&input[c * h * w..][..h * w], wts, bias[c], self.clamp, dst);
+                // Channels in runs of at least 32K multiply-adds per task: one task per channel
+                // made 1440 channels of 8x8 slower on two threads than on one (task handoffs).
+                let per = (1usize << 15).div_ceil(oh * ow * kh * kw).clamp(1, g);
+                par(g.div_ceil(per), &|t: usize| {
+                    for c in t * per..((t + 1) * per).min(g) {
+                        // SAFETY: each task writes only its own channels' output planes.
+                        let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(c * oh * ow), oh * ow) };
+                        let wts = &self.weights[self.block_offsets[c]..][..kh * kw];
+                        d.run(&input[c * h * w..][..h * w], wts, bias[c], self.clamp, dst);
+                    }
                 });
                 return;
             }
@@ -421,11 +426,10 @@ impl PackedConv {
 
 #[cfg(target_arch = "x86_64")]
 impl PackedConv {
-    /// Whether a depthwise convolution reads its input unpadded (`dw_direct`) rather than
-    /// through the padded copy and row tiles: for 3x3 and smaller, where the copy costs as much
-    /// as the taps (measured 1.2-3x faster, `examples/conv_shapes`); larger kernels gain more
-    /// from the row tiles' reuse of each loaded row (7x7 at 112x112: 34 against 22 GMAC/s).
-    /// `EDGESIGHT_DW=direct|rows` forces one for comparisons.
+    /// Whether a depthwise convolution that `blocked_depthwise` leaves reads its input unpadded
+    /// (`dw_direct`) rather than through the padded copy and row tiles: for 3x3 and smaller,
+    /// where the copy costs as much as the taps (measured 1.2-3x faster, `examples/conv_shapes`).
+    /// `EDGESIGHT_DW=direct|rows|blocked` forces one for comparisons.
     fn direct_depthwise(&self) -> bool {
         match forced_depthwise() {
             Some("direct") => true,
@@ -435,15 +439,25 @@ impl PackedConv {
     }
 
     /// Whether a depthwise convolution runs with channels in the lanes (`dw_blocked`): kernels
-    /// of 25 taps and more at every map size. `examples/conv_shapes`, one thread, rows against
-    /// blocked: 7x7 on 112x112 x 96 channels 1.80-1.88 against 1.23-1.28 ms, on 28x28 x 720
-    /// 1.59-1.72 against 0.73-0.78 ms, stride 2 from 224x224 about 4 against 2.1-2.6 ms; 5x5 on
-    /// 64x64 x 96 even (0.28-0.33 against 0.28-0.29 ms). 3x3 stays `dw_direct` (blocked 0.6-1.4x).
+    /// of 9 taps and more, unless the last block of 16 channels would leave more than a fifth
+    /// of all lanes empty (24 channels fill 24 of 32).
+    /// - Large kernels (`examples/conv_shapes`, one thread, row tiles against blocked): 7x7 on
+    ///   112x112 x 96 channels 1.80-1.88 against 1.23-1.28 ms, on 28x28 x 720 1.59-1.72 against
+    ///   0.73-0.78 ms, stride 2 from 224x224 about 4 against 2.1-2.6 ms; 5x5 on 64x64 even.
+    /// - 3x3 inside the models (`examples/profile_ops`, all 3x3 depthwise forced one way then
+    ///   the other, ms per run at 1 / 2 threads): MoveNet 5.82 / 2.84 blocked against 6.71 /
+    ///   3.20 direct, BEVANet-S 3.56 / 1.96 against 3.83 / 1.88, LitePose-S 0.82 / 0.46 against
+    ///   1.08 / 0.59, selfie even. Alone, on an input the caller did not just write, the direct
+    ///   kernel measured faster on maps 32 wide and more (0.75-1.1x), so the models decided.
     fn blocked_depthwise(&self) -> bool {
         match forced_depthwise() {
             Some("blocked") => true,
             Some("direct") | Some("rows") => false,
-            _ => self.spec.kernel[0] * self.spec.kernel[1] >= 25,
+            _ => {
+                let taps = self.spec.kernel[0] * self.spec.kernel[1];
+                let c = self.spec.c_out;
+                taps >= 9 && 5 * (c.div_ceil(16) * 16 - c) <= c
+            }
         }
     }
 }
