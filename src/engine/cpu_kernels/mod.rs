@@ -9,6 +9,7 @@ pub mod deconv;
 pub mod dw_blocked;
 pub mod dw_direct;
 pub mod exp;
+pub mod gelu;
 pub mod mul;
 pub mod pool;
 pub mod resize;
@@ -620,15 +621,23 @@ impl TypedOp for EdgesightMoveAxis {
     as_op!();
 }
 
-/// e^x of a large f32 tensor (`exp`), split over the worker pool.
+/// An element-wise function of a large f32 tensor, in place, split over the worker pool: e^x
+/// (`exp`) or GELU (`gelu`), both single-threaded in tract.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EdgesightExp {
+pub struct EdgesightUnary {
+    pub func: UnaryFunc,
     pub shape: TVec<usize>,
 }
 
-impl Op for EdgesightExp {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnaryFunc {
+    Exp,
+    Gelu,
+}
+
+impl Op for EdgesightUnary {
     fn name(&self) -> StaticName {
-        "EdgesightExp".into()
+        format!("Edgesight{:?}", self.func).into()
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
@@ -638,7 +647,7 @@ impl Op for EdgesightExp {
     op_as_typed_op!();
 }
 
-impl EvalOp for EdgesightExp {
+impl EvalOp for EdgesightUnary {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
@@ -646,19 +655,31 @@ impl EvalOp for EdgesightExp {
         let mut t = inputs.remove(0).into_tensor();
         {
             let mut view = t.try_as_plain_ram_mut()?;
-            split_out(view.as_slice_mut::<f32>()?, 16, &|_, part: &mut [f32]| exp::exp_in_place(part));
+            let f = match self.func {
+                UnaryFunc::Exp => exp::exp_in_place,
+                UnaryFunc::Gelu => gelu::gelu_in_place,
+            };
+            split_out(view.as_slice_mut::<f32>()?, 16, &|_, part: &mut [f32]| f(part));
         }
         Ok(tvec!(t.into_tvalue()))
     }
 }
 
-impl TypedOp for EdgesightExp {
+impl TypedOp for EdgesightUnary {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         one_f32_input(inputs, &self.shape)?;
         Ok(tvec!(f32::fact(&self.shape)))
     }
 
     as_op!();
+}
+
+/// Whether this CPU runs tract's AVX-512 erf, which `gelu` repeats exactly.
+fn gelu_matches_tract() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
 }
 
 /// The check every one-input op here makes when tract wires it: one f32 input of the shape it
@@ -677,6 +698,7 @@ pub struct PatchCount {
     pub resizes: usize,
     pub reductions: usize,
     pub exps: usize,
+    pub gelus: usize,
     pub transposes: usize,
     pub broadcasts: usize,
     pub fused_clamps: usize,
@@ -786,13 +808,22 @@ pub fn patch_model(model: &mut TypedModel) -> TractResult<PatchCount> {
         }
         if let Some(op) = node.op_as::<ElementWiseOp>() {
             let fact = model.outlet_fact(node.inputs[0])?;
-            if let (true, Some(shape), true) = (op.0.name() == "Exp", fact.shape.as_concrete(), fact.datum_type == f32::datum_type()) {
+            // GELU only where `gelu` repeats tract's AVX-512 arithmetic bit for bit.
+            let func = match op.0.name().as_str() {
+                "Exp" => Some(UnaryFunc::Exp),
+                "GeluExact" if gelu_matches_tract() => Some(UnaryFunc::Gelu),
+                _ => None,
+            };
+            if let (Some(func), Some(shape), true) = (func, fact.shape.as_concrete(), fact.datum_type == f32::datum_type()) {
                 // Large tensors only: below one parallel split the call costs more than it saves.
                 if shape.iter().product::<usize>() >= 1 << 15 {
-                    let op = EdgesightExp { shape: shape.into() };
+                    let op = EdgesightUnary { func, shape: shape.into() };
                     let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
                     patch.apply(model)?;
-                    count.exps += 1;
+                    match func {
+                        UnaryFunc::Exp => count.exps += 1,
+                        UnaryFunc::Gelu => count.gelus += 1,
+                    }
                 }
             }
             continue;

@@ -59,7 +59,7 @@ mod tests {
     #[test]
     fn equals_the_f32_product_bitwise() {
         let mut rng = SplitMix64(7);
-        let mut value = |rng: &mut SplitMix64| -> f32 {
+        let value = |rng: &mut SplitMix64| -> f32 {
             match rng.below(10) {
                 0 => f32::from_bits(rng.below(1 << 23) as u32 | if rng.below(2) == 0 { 0 } else { 1 << 31 }),
                 1 => [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::from_bits(0x7fa0_0001), f32::MIN_POSITIVE, f32::MAX][rng.below(8)],
