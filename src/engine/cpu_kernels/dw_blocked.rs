@@ -1,12 +1,14 @@
-//! Depthwise convolution with 16 channels in the vector lanes (AVX-512), for large kernels.
+//! Depthwise convolution with 16 channels in the vector lanes (AVX-512).
 //!
-//! Why: in NCHW a depthwise kernel multiplies each loaded vector by one broadcast weight, and
-//! on small maps (LitePose's 28x28 stages with 720 channels) the row tiles of `conv` stay near
-//! 16-19 GMAC/s, where onnxruntime's channel-blocked (NCHWc) kernels reached 40-48 on the same
-//! 7x7 convolutions. Here each task copies 16 channels into a zero-padded buffer of
-//! [row][column][16 channels] (16x16 transposes in registers), computes 16 output pixels x 16
-//! channels per tile with one weight vector per tap, and transposes the tile back into the
-//! NCHW output, so the graph keeps its layout.
+//! Why: in NCHW a depthwise kernel multiplies each loaded vector by one broadcast weight and
+//! reloads shifted input for every tap column; LitePose's 7x7 layers ran at 17-33 GMAC/s that
+//! way, where onnxruntime's channel-blocked (NCHWc) kernels reached 40-48. Here a task takes 16
+//! channels and a band of output rows. The input rows it reads are copied, just before their
+//! first use, into a ring of zero-padded [column][16 channels] rows (16x16 transposes in
+//! registers), so the copy stays in L1/L2 however large the map. A tile is 16 output pixels x 16
+//! channels: for kernels up to 7 wide each kernel row's weight vectors stay in registers and
+//! every input pixel is loaded once, feeding each output pixel whose window covers it. The tile
+//! is transposed back into the NCHW output, so the graph keeps its layout.
 
 #![cfg(target_arch = "x86_64")]
 
