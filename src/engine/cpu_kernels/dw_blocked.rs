@@ -225,6 +225,21 @@ fn lanes(n: usize) -> u16 {
     ((1u32 << n) - 1) as u16
 }
 
+/// A finished tile (`acc[j]` = 16 channels of pixel j): clamped, transposed, stored. A macro,
+/// not a function: an out-of-line call took the accumulators through memory (2x slower).
+macro_rules! finish_tile {
+    ($acc:ident, $clamp:expr, $out:expr, $plane:expr, $n:expr, $nc:expr) => {
+        if $clamp != Clamp::NONE {
+            let (lo, hi) = (_mm512_set1_ps($clamp.lo), _mm512_set1_ps($clamp.hi));
+            for a in $acc.iter_mut() {
+                *a = _mm512_min_ps(_mm512_max_ps(*a, lo), hi);
+            }
+        }
+        transpose16(&mut $acc);
+        store16(&$acc, $out, $plane, $n, $nc);
+    };
+}
+
 /// 16 output pixels (ox0..) of output row oy, 16 channels, written to the NCHW planes at `out`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
@@ -243,28 +258,21 @@ unsafe fn tile<const SW: usize>(
     ow: usize,
     nc: usize,
 ) {
-  for t in 0..tiles {
-    let ox0 = t * 16;
-    let mut acc = [bias; 16];
-    for ky in 0..rows.kh {
-        let row = rows.row(first, ky);
-        for kx in 0..kw {
-            let wv = _mm512_loadu_ps(wts.add((ky * kw + kx) * 16));
-            let p = row.add((ox0 * SW + kx * dw) * 16);
-            for (j, a) in acc.iter_mut().enumerate() {
-                *a = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(j * SW * 16)), wv, *a);
+    for t in 0..tiles {
+        let ox0 = t * 16;
+        let mut acc = [bias; 16];
+        for ky in 0..rows.kh {
+            let row = rows.row(first, ky);
+            for kx in 0..kw {
+                let wv = _mm512_loadu_ps(wts.add((ky * kw + kx) * 16));
+                let p = row.add((ox0 * SW + kx * dw) * 16);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(j * SW * 16)), wv, *a);
+                }
             }
         }
+        finish_tile!(acc, clamp, out.add(ox0), plane, (ow - ox0).min(16), nc);
     }
-    if clamp != Clamp::NONE {
-        let (lo, hi) = (_mm512_set1_ps(clamp.lo), _mm512_set1_ps(clamp.hi));
-        for a in acc.iter_mut() {
-            *a = _mm512_min_ps(_mm512_max_ps(*a, lo), hi);
-        }
-    }
-    transpose16(&mut acc);
-    store16(&acc, out.add(ox0), plane, (ow - ox0).min(16), nc);
-  }
 }
 
 /// `tile` for kernels KW wide at column dilation 1: each kernel row's KW weight vectors stay
@@ -287,38 +295,31 @@ unsafe fn slide<const SW: usize, const KW: usize>(
     ow: usize,
     nc: usize,
 ) {
-  for t in 0..tiles {
-    let ox0 = t * 16;
-    let mut acc = [bias; 16];
-    for ky in 0..rows.kh {
-        let p = rows.row(first, ky).add(ox0 * SW * 16);
-        let mut wv = [_mm512_setzero_ps(); KW];
-        for (kx, w) in wv.iter_mut().enumerate() {
-            *w = _mm512_loadu_ps(wts.add((ky * KW + kx) * 16));
-        }
-        // Input pixel q feeds output pixel j = (q - kx) / SW at tap kx. Unrolled by hand so
-        // every accumulator index is a constant (a loop left `acc` in memory).
-        unroll!(q in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36] {
-            if q < 15 * SW + KW {
-                let x = _mm512_loadu_ps(p.add(q * 16));
-                unroll!(kx in [0, 1, 2, 3, 4, 5, 6] {
-                    if kx < KW && q >= kx && (q - kx) % SW == 0 && (q - kx) / SW < 16 {
-                        let j = (q - kx) / SW;
-                        acc[j] = _mm512_fmadd_ps(x, wv[kx], acc[j]);
-                    }
-                });
+    for t in 0..tiles {
+        let ox0 = t * 16;
+        let mut acc = [bias; 16];
+        for ky in 0..rows.kh {
+            let p = rows.row(first, ky).add(ox0 * SW * 16);
+            let mut wv = [_mm512_setzero_ps(); KW];
+            for (kx, w) in wv.iter_mut().enumerate() {
+                *w = _mm512_loadu_ps(wts.add((ky * KW + kx) * 16));
             }
-        });
-    }
-    if clamp != Clamp::NONE {
-        let (lo, hi) = (_mm512_set1_ps(clamp.lo), _mm512_set1_ps(clamp.hi));
-        for a in acc.iter_mut() {
-            *a = _mm512_min_ps(_mm512_max_ps(*a, lo), hi);
+            // Input pixel q feeds output pixel j = (q - kx) / SW at tap kx. Unrolled by hand so
+            // every accumulator index is a constant (a loop left `acc` in memory).
+            unroll!(q in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36] {
+                if q < 15 * SW + KW {
+                    let x = _mm512_loadu_ps(p.add(q * 16));
+                    unroll!(kx in [0, 1, 2, 3, 4, 5, 6] {
+                        if kx < KW && q >= kx && (q - kx) % SW == 0 && (q - kx) / SW < 16 {
+                            let j = (q - kx) / SW;
+                            acc[j] = _mm512_fmadd_ps(x, wv[kx], acc[j]);
+                        }
+                    });
+                }
+            });
         }
+        finish_tile!(acc, clamp, out.add(ox0), plane, (ow - ox0).min(16), nc);
     }
-    transpose16(&mut acc);
-    store16(&acc, out.add(ox0), plane, (ow - ox0).min(16), nc);
-  }
 }
 
 /// A transposed tile (`acc[c]` = 16 pixels of channel c) into nc planes `plane` apart, n pixels

@@ -1083,29 +1083,16 @@ impl Op for EdgesightBroadcast {
     op_as_typed_op!();
 }
 
-/// `out = f(a, b)` with numpy broadcasting; all shapes of the same rank. Rows of the merged
-/// innermost axis are split over the worker pool for large outputs.
-pub fn broadcast_binary<T: Copy + Sync, U: Copy + Send + Sync>(
-    a: &[T],
-    a_shape: &[usize],
-    b: &[T],
-    b_shape: &[usize],
-    out_shape: &[usize],
-    out: &mut [U],
-    f: impl Fn(T, T) -> U + Sync,
-) {
-    broadcast_binary_rows(a, a_shape, b, b_shape, out_shape, out, f, None)
-}
-
 /// A kernel for runs of elements: `row(x, y, out)` computes `f` element by element (x, y and
 /// out of one length).
 pub type RowKernel<T, U> = dyn Fn(&[T], &[T], &mut [U]) + Sync;
 
-/// `broadcast_binary`, with runs where both operands advance handed to `row` where it is given
-/// (runs with one operand fixed stay on `f`: per-run calls cost more than they save there,
-/// measured on MoveNet's rows of 17).
+/// `out = f(a, b)` with numpy broadcasting; all shapes of the same rank. Rows of the merged
+/// innermost axis are split over the worker pool for large outputs. Runs where both operands
+/// advance go to `row` where it is given (runs with one operand fixed stay on `f`: per-run
+/// calls cost more than they save there, measured on MoveNet's rows of 17).
 #[allow(clippy::too_many_arguments)]
-pub fn broadcast_binary_rows<T: Copy + Sync, U: Copy + Send + Sync>(
+pub fn broadcast_binary<T: Copy + Sync, U: Copy + Send + Sync>(
     a: &[T],
     a_shape: &[usize],
     b: &[T],
@@ -1242,10 +1229,10 @@ impl EvalOp for EdgesightBroadcast {
                 let mut view = t.try_as_plain_ram_mut()?;
                 let out = view.as_slice_mut::<bool>()?;
                 match self.kind {
-                    BinKind::Lt => broadcast_binary(a, sa, b, sb, so, out, |x, y| x < y),
-                    BinKind::Le => broadcast_binary(a, sa, b, sb, so, out, |x, y| x <= y),
-                    BinKind::Gt => broadcast_binary(a, sa, b, sb, so, out, |x, y| x > y),
-                    _ => broadcast_binary(a, sa, b, sb, so, out, |x, y| x >= y),
+                    BinKind::Lt => broadcast_binary(a, sa, b, sb, so, out, |x, y| x < y, None),
+                    BinKind::Le => broadcast_binary(a, sa, b, sb, so, out, |x, y| x <= y, None),
+                    BinKind::Gt => broadcast_binary(a, sa, b, sb, so, out, |x, y| x > y, None),
+                    _ => broadcast_binary(a, sa, b, sb, so, out, |x, y| x >= y, None),
                 }
             }
             t
@@ -1255,12 +1242,12 @@ impl EvalOp for EdgesightBroadcast {
                 let mut view = t.try_as_plain_ram_mut()?;
                 let out = view.as_slice_mut::<f32>()?;
                 match self.kind {
-                    BinKind::Add => broadcast_binary(a, sa, b, sb, so, out, |x, y| x + y),
-                    BinKind::Sub => broadcast_binary(a, sa, b, sb, so, out, |x, y| x - y),
-                    BinKind::Max => broadcast_binary(a, sa, b, sb, so, out, |x: f32, y| x.max(y)),
-                    BinKind::Min => broadcast_binary(a, sa, b, sb, so, out, |x: f32, y| x.min(y)),
+                    BinKind::Add => broadcast_binary(a, sa, b, sb, so, out, |x, y| x + y, None),
+                    BinKind::Sub => broadcast_binary(a, sa, b, sb, so, out, |x, y| x - y, None),
+                    BinKind::Max => broadcast_binary(a, sa, b, sb, so, out, |x: f32, y| x.max(y), None),
+                    BinKind::Min => broadcast_binary(a, sa, b, sb, so, out, |x: f32, y| x.min(y), None),
                     // Rows through `mul::mul_into`: no denormal stalls, same bits.
-                    _ => broadcast_binary_rows(a, sa, b, sb, so, out, |x, y| x * y, Some(&mul::mul_into)),
+                    _ => broadcast_binary(a, sa, b, sb, so, out, |x, y| x * y, Some(&mul::mul_into)),
                 }
             }
             t
@@ -1481,9 +1468,9 @@ mod tests {
             let a: Vec<f32> = (0..sa.iter().product()).map(|_| rng.unit_f32() * scale).collect();
             let b: Vec<f32> = (0..sb.iter().product()).map(|_| rng.unit_f32() * scale).collect();
             let mut got = vec![0f32; out.iter().product()];
-            broadcast_binary(&a, &sa, &b, &sb, &out, &mut got, |x, y| x - y);
+            broadcast_binary(&a, &sa, &b, &sb, &out, &mut got, |x, y| x - y, None);
             let mut prod = vec![0f32; out.iter().product()];
-            broadcast_binary_rows(&a, &sa, &b, &sb, &out, &mut prod, |x, y| x * y, Some(&mul::mul_into));
+            broadcast_binary(&a, &sa, &b, &sb, &out, &mut prod, |x, y| x * y, Some(&mul::mul_into));
             let at = |v: &[f32], s: &[usize], idx: &[usize]| v[idx.iter().zip(s).fold(0, |acc, (i, d)| acc * d + if *d == 1 { 0 } else { *i })];
             for (k, g) in got.iter().enumerate() {
                 let mut idx = vec![0; rank];
@@ -1502,7 +1489,7 @@ mod tests {
         let a: Vec<f32> = (0..64 * 64).map(|_| rng.unit_f32()).collect();
         let b: Vec<f32> = (0..6).map(|_| rng.unit_f32()).collect();
         let mut got = vec![false; 64 * 64 * 6];
-        broadcast_binary(&a, &sa, &b, &sb, &out, &mut got, |x, y| x < y);
+        broadcast_binary(&a, &sa, &b, &sb, &out, &mut got, |x, y| x < y, None);
         pool::set_threads(1).unwrap();
         for (k, g) in got.iter().enumerate() {
             assert_eq!(*g, a[k / 6] < b[k % 6], "at {k}");
