@@ -443,7 +443,7 @@ impl PackedConv {
     /// of all lanes empty (24 channels fill 24 of 32).
     /// - Large kernels (`examples/conv_shapes`, one thread, row tiles against blocked): 7x7 on
     ///   112x112 x 96 channels 1.80-1.88 against 1.23-1.28 ms, on 28x28 x 720 1.59-1.72 against
-    ///   0.73-0.78 ms, stride 2 from 224x224 about 4 against 2.1-2.6 ms; 5x5 on 64x64 even.
+    ///   0.73-0.78 ms, stride 2 from 224x224 4.3-7.5 against 2.3-2.7 ms; 5x5 on 64x64 even.
     /// - 3x3 inside the models (`examples/profile_ops`, all 3x3 depthwise forced one way then
     ///   the other, ms per run at 1 / 2 threads): MoveNet 5.82 / 2.84 blocked against 6.71 /
     ///   3.20 direct, BEVANet-S 3.56 / 1.96 against 3.83 / 1.88, LitePose-S 0.82 / 0.46 against
