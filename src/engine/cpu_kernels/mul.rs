@@ -8,20 +8,18 @@
 //! folds that round trip back into an f32 multiply, so the conversion back is written in
 //! assembly.
 
-/// `out[i] = x[i] * y[i]`, where an operand of length 1 is the same for every i (the others
-/// have `out.len()` elements).
+/// `out[i] = x[i] * y[i]` (all three of one length).
 pub fn mul_into(x: &[f32], y: &[f32], out: &mut [f32]) {
     let n = out.len();
-    assert!((x.len() == n || x.len() == 1) && (y.len() == n || y.len() == 1), "operand lengths {} and {} for {n} products", x.len(), y.len());
+    assert!(x.len() == n && y.len() == n, "operand lengths {} and {} for {n} products", x.len(), y.len());
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
         // SAFETY: both features checked just above; lengths checked by the assert.
         unsafe { mul_avx512(x, y, out) };
         return;
     }
-    let (sx, sy) = (usize::from(x.len() == n), usize::from(y.len() == n));
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = x[i * sx] * y[i * sy];
+    for ((o, a), b) in out.iter_mut().zip(x).zip(y) {
+        *o = a * b;
     }
 }
 
@@ -31,13 +29,7 @@ unsafe fn mul_avx512(x: &[f32], y: &[f32], out: &mut [f32]) {
     use std::arch::x86_64::*;
     let n = out.len();
     // Eight products a step: one f32 x 8 load widens to one f64 x 8 register.
-    let widen = |v: &[f32], i: usize, m: __mmask8| -> __m512d {
-        if v.len() == n {
-            _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, v.as_ptr().add(i)))
-        } else {
-            _mm512_set1_pd(f64::from(v[0]))
-        }
-    };
+    let widen = |v: &[f32], i: usize, m: __mmask8| -> __m512d { _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, v.as_ptr().add(i))) };
     let mut i = 0;
     while i < n {
         let m: __mmask8 = if n - i >= 8 { 0xff } else { ((1u16 << (n - i)) - 1) as u8 };
@@ -55,7 +47,7 @@ mod tests {
     use crate::rng::SplitMix64;
 
     /// Bitwise against the f32 product over normals, denormals, zeros, infinities and NaNs,
-    /// with both operands whole or broadcast and lengths around the 8-lane step.
+    /// with lengths around the 8-lane step.
     #[test]
     fn equals_the_f32_product_bitwise() {
         let mut rng = SplitMix64(7);
@@ -70,14 +62,12 @@ mod tests {
         let mut checked = 0;
         for case in 0..400 {
             let n = 1 + rng.below(40);
-            let lx = if case % 4 == 1 { 1 } else { n };
-            let ly = if case % 4 == 2 { 1 } else { n };
-            let x: Vec<f32> = (0..lx).map(|_| value(&mut rng)).collect();
-            let y: Vec<f32> = (0..ly).map(|_| value(&mut rng)).collect();
+            let x: Vec<f32> = (0..n).map(|_| value(&mut rng)).collect();
+            let y: Vec<f32> = (0..n).map(|_| value(&mut rng)).collect();
             let mut got = vec![0.5f32; n];
             mul_into(&x, &y, &mut got);
             for i in 0..n {
-                let (a, b) = (x[if lx == 1 { 0 } else { i }], y[if ly == 1 { 0 } else { i }]);
+                let (a, b) = (x[i], y[i]);
                 let want = a * b;
                 if a.is_nan() && b.is_nan() {
                     // Which payload wins depends on the operand order the compiler picked.
