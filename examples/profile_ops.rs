@@ -14,7 +14,7 @@ fn main() -> anyhow::Result<()> {
     let mut spec = Catalog::builtin().get(name)?.clone();
     spec.input.size = SizeRule::Fixed { height: h, width: w };
     let shape = spec.input_shape(h, w).to_vec();
-    let mut engine = TractEngine::load(std::path::Path::new(file), &spec, &shape)?;
+    let mut engine = TractEngine::load(std::path::Path::new(file), &spec, &shape, &Default::default())?;
     let n: usize = shape.iter().product();
     let mut rng = edgesight::rng::SplitMix64(7);
     let data = match spec.input.dtype {

@@ -30,6 +30,7 @@ pub mod rng;
 pub mod session;
 pub mod skeleton;
 pub mod stats;
+pub mod tensor;
 pub mod video_source;
 pub mod video_writer;
 pub mod yuv;

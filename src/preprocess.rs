@@ -2,7 +2,7 @@
 //! Also returns the geometric transform so decoders can map outputs back to source pixels.
 
 use crate::catalog::{DType, Layout, ModelSpec, ResizeMode};
-use crate::engine::{Tensor, TensorData};
+use crate::tensor::{Tensor, TensorData};
 use crate::frame::Frame;
 
 /// Maps model-input pixel coordinates to source-frame pixel coordinates:

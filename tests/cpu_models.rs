@@ -19,7 +19,7 @@ fn compare(name: &str) -> (f32, TypedModel) {
     let frame = edgesight::frame::Frame::load_image(&root().join("tests/data/coco/000000196141.jpg")).unwrap();
     let (x, _) = edgesight::preprocess::prepare(&spec, &frame);
     let path = root().join("models").join(format!("{name}.onnx"));
-    let mut engine = TractEngine::load(&path, &spec, &x.shape).unwrap();
+    let mut engine = TractEngine::load(&path, &spec, &x.shape, &Default::default()).unwrap();
     let got = engine.run(&x).unwrap();
 
     let (dt, input) = match &x.data {
@@ -49,6 +49,7 @@ fn compare(name: &str) -> (f32, TypedModel) {
     }
     let optimised = optimize(
         tract_onnx::onnx().model_for_path(&path).unwrap().with_input_fact(0, InferenceFact::dt_shape(dt, &x.shape)).unwrap(),
+        &Default::default(),
     )
     .unwrap();
     (worst, optimised)

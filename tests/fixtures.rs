@@ -28,7 +28,7 @@ fn check_outputs(label: &str, onnx: &[u8], input: &Path, outputs: &Path) {
         .unwrap()
         .with_input_fact(0, f32::fact(&shape).into())
         .unwrap();
-    let model = edgesight::engine::tract_cpu::optimize(model).unwrap().into_runnable().unwrap();
+    let model = edgesight::engine::tract_cpu::optimize(model, &Default::default()).unwrap().into_runnable().unwrap();
     let t = tract_onnx::prelude::Tensor::from_shape(&shape, &data).unwrap();
     let got = model.run(tvec!(t.into())).unwrap();
     let expected = checkpoint::load_npz(outputs).unwrap();

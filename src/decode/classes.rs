@@ -2,7 +2,7 @@
 //! logits are upsampled bilinearly with align_corners=True to the input size, then argmax.
 
 use crate::detections::ClassMap;
-use crate::engine::Tensor;
+use crate::tensor::Tensor;
 use crate::preprocess::Transform;
 use anyhow::{bail, Result};
 

@@ -44,7 +44,7 @@
 
 use crate::assignment::Solver;
 use crate::detections::{Keypoint, Person};
-use crate::engine::Tensor;
+use crate::tensor::Tensor;
 use crate::preprocess::Transform;
 use crate::skeleton::{COCO17_FLIP_INDEX, CROWDPOSE14_FLIP_INDEX};
 use anyhow::{bail, ensure, Result};

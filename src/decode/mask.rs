@@ -1,7 +1,7 @@
 //! Person masks from [1, H, W, C] outputs: a probability channel, or softmax over logits.
 
 use crate::detections::Mask;
-use crate::engine::Tensor;
+use crate::tensor::Tensor;
 use crate::preprocess::Transform;
 use anyhow::{bail, Result};
 

@@ -8,7 +8,7 @@ pub mod movenet;
 
 use crate::catalog::{DecoderSpec, ModelSpec, Task};
 use crate::detections::{ClassMap, Mask, Person};
-use crate::engine::Tensor;
+use crate::tensor::Tensor;
 use crate::preprocess::Transform;
 use anyhow::{bail, Result};
 

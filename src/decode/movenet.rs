@@ -3,7 +3,7 @@
 
 use super::PoseThresholds;
 use crate::detections::{Keypoint, Person};
-use crate::engine::Tensor;
+use crate::tensor::Tensor;
 use crate::preprocess::Transform;
 use anyhow::{bail, Result};
 

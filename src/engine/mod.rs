@@ -11,32 +11,7 @@ use anyhow::{bail, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum TensorData {
-    F32(Vec<f32>),
-    I32(Vec<i32>),
-}
-
-/// A dense row-major tensor owned by the caller.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tensor {
-    pub shape: Vec<usize>,
-    pub data: TensorData,
-}
-
-impl Tensor {
-    pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
-        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Tensor { shape, data: TensorData::F32(data) }
-    }
-
-    pub fn as_f32(&self) -> Option<&[f32]> {
-        match &self.data {
-            TensorData::F32(v) => Some(v),
-            TensorData::I32(_) => None,
-        }
-    }
-}
+pub use crate::tensor::{Tensor, TensorData};
 
 /// Runs one model on one input. Implementations are built for a fixed input shape.
 pub trait Engine: Send {
@@ -114,8 +89,10 @@ pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Plans ONNX `bytes` (described by `spec`) for `input_shape` on `backend`.
 pub fn load(backend: Backend, bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize]) -> Result<Box<dyn Engine>> {
+    // Transitional: the thread count set by the CLI until options travel with the session.
+    let cpu = tract_cpu::CpuOptions { threads: tract_cpu::threads_in_use().max(1), kernels: Default::default() };
     if backend == Backend::Cpu {
-        return Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape)?));
+        return Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, &cpu)?));
     }
     // The CPU loader's checks first, so a wrong file gives the same message on every backend.
     tract_cpu::check_onnx(bytes, label, spec, input_shape)?;
@@ -123,7 +100,7 @@ pub fn load(backend: Backend, bytes: &[u8], label: &str, spec: &ModelSpec, input
         Ok(g) => Ok(Box::new(g)),
         Err(e) if backend == Backend::Auto => {
             warn_once(&format!("--backend auto: {e:#}; running on the CPU"));
-            Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape)?))
+            Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, &cpu)?))
         }
         Err(e) => Err(e),
     }

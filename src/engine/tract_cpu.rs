@@ -1,6 +1,7 @@
 //! CPU engine on tract: loads an ONNX file, checks its input against the model description,
 //! plans it once for a concrete input shape and keeps one execution state for every frame.
 
+use super::cpu_kernels::KernelChoice;
 use super::{Engine, Tensor, TensorData};
 use crate::catalog::{DType, ModelSpec};
 use anyhow::{bail, Context, Result};
@@ -16,6 +17,30 @@ pub struct TractEngine {
     input_shape: Vec<usize>,
     output_shapes: Vec<Vec<usize>>,
     input_dtype: DType,
+}
+
+/// How CPU plans run: passed with the model choice, never read from the environment here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuOptions {
+    /// Worker threads (1-256). The pool is one per process, so plans made with another count
+    /// resize it for every plan.
+    pub threads: usize,
+    /// Overrides of the kernel chooser (comparisons); the default lets it choose.
+    pub kernels: KernelChoice,
+}
+
+impl Default for CpuOptions {
+    fn default() -> CpuOptions {
+        CpuOptions { threads: 1, kernels: KernelChoice::default() }
+    }
+}
+
+/// Makes the process's CPU workers `n` threads, unless they already are.
+fn use_threads(n: usize) -> Result<()> {
+    if THREADS.load(std::sync::atomic::Ordering::Relaxed) != n {
+        set_threads(n)?;
+    }
+    Ok(())
 }
 
 /// Threads for every CPU plan in this process.
@@ -60,19 +85,25 @@ fn keep_freed_memory() {
     }
 }
 
-/// The thread count last set, for reports.
-static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+/// The thread count in use (0: none set yet), for reports.
+pub fn threads_in_use() -> usize {
+    THREADS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The thread count last set (0: none yet), for reports.
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl TractEngine {
     /// Loads `path` as the model `spec` describes, planned for `input_shape` (in the model's layout).
-    pub fn load(path: &Path, spec: &ModelSpec, input_shape: &[usize]) -> Result<TractEngine> {
+    pub fn load(path: &Path, spec: &ModelSpec, input_shape: &[usize], options: &CpuOptions) -> Result<TractEngine> {
         let bytes = super::read_model_file(path)?;
-        Self::load_onnx(&bytes, &format!("model file {}", path.display()), spec, input_shape)
+        Self::load_onnx(&bytes, &format!("model file {}", path.display()), spec, input_shape, options)
     }
 
     /// Loads ONNX bytes (e.g. a graph converted in memory); `label` names them in errors.
-    pub fn load_onnx(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize]) -> Result<TractEngine> {
+    pub fn load_onnx(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize], options: &CpuOptions) -> Result<TractEngine> {
         keep_freed_memory();
+        use_threads(options.threads)?;
         let shown = label;
         let model = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
@@ -84,7 +115,7 @@ impl TractEngine {
         };
         let plan: Plan = model
             .with_input_fact(0, InferenceFact::dt_shape(dt, input_shape))
-            .and_then(optimize)
+            .and_then(|m| optimize(m, &options.kernels))
             .and_then(|m| m.into_runnable())
             .map_err(|e| anyhow::anyhow!("{shown}: cannot plan it for input {input_shape:?}: {e:#}"))?;
         let mut output_shapes = Vec::new();
@@ -105,12 +136,12 @@ impl TractEngine {
 /// decluttering, which would turn 1x1 convolutions into matrix products, and once more after it
 /// for what decluttering folded (deconvolution kernels, clamps). The model's input facts must
 /// be set.
-pub fn optimize(model: InferenceModel) -> TractResult<TypedModel> {
+pub fn optimize(model: InferenceModel, kernels: &KernelChoice) -> TractResult<TypedModel> {
     let mut m = model.into_typed()?;
-    super::cpu_kernels::patch_model(&mut m)?;
+    super::cpu_kernels::patch_model(&mut m, kernels)?;
     let mut m = m.into_decluttered()?;
-    super::cpu_kernels::patch_model(&mut m)?;
-    super::cpu_kernels::patch_elementwise(&mut m)?;
+    super::cpu_kernels::patch_model(&mut m, kernels)?;
+    super::cpu_kernels::patch_elementwise(&mut m, kernels)?;
     m.into_optimized()
 }
 

@@ -4,6 +4,7 @@
 //! convolutions it runs slowly on x86 are replaced by `EdgesightConv` (see `conv`), with the
 //! ReLU / ReLU6 that follows a convolution fused into its store.
 
+pub mod choice;
 pub mod conv;
 pub mod deconv;
 pub mod dw_blocked;
@@ -16,6 +17,7 @@ pub mod resize;
 #[cfg(target_arch = "x86_64")]
 pub mod winograd;
 
+pub use choice::KernelChoice;
 use conv::{Clamp, ConvSpec, Isa, PackedConv};
 use deconv::PackedDeconv;
 use pool::parallel;
@@ -712,8 +714,8 @@ pub struct PatchCount {
 /// in tract's fused chains. The sizes depend on the pool's threads at load time.
 /// Call it on the decluttered model after `patch_model`, so that batch norms are already folded
 /// into convolutions and clamps fused into them.
-pub fn patch_elementwise(model: &mut TypedModel) -> TractResult<usize> {
-    if Isa::fast().is_none() || std::env::var_os("EDGESIGHT_TRACT_ONLY").is_some() {
+pub fn patch_elementwise(model: &mut TypedModel, choice: &KernelChoice) -> TractResult<usize> {
+    if Isa::fast().is_none() || choice.tract_only {
         return Ok(0);
     }
     let mut count = 0;
@@ -731,11 +733,11 @@ pub fn patch_elementwise(model: &mut TypedModel) -> TractResult<usize> {
 
 /// Replaces every f32 NCHW 2D convolution with constant weights by `EdgesightConv` and fuses a
 /// following max/min against constants into it. Returns the model unchanged where this CPU has
-/// no fast kernels (`Isa::fast`), or when `EDGESIGHT_TRACT_ONLY` is set (for comparisons).
-pub fn patch_model(model: &mut TypedModel) -> TractResult<PatchCount> {
+/// no fast kernels (`Isa::fast`), or when the choice says tract only (for comparisons).
+pub fn patch_model(model: &mut TypedModel, choice: &KernelChoice) -> TractResult<PatchCount> {
     let mut count = PatchCount::default();
     let Some(isa) = Isa::fast() else { return Ok(count) };
-    if std::env::var_os("EDGESIGHT_TRACT_ONLY").is_some() {
+    if choice.tract_only {
         return Ok(count);
     }
     for id in model.eval_order()? {
@@ -830,7 +832,7 @@ pub fn patch_model(model: &mut TypedModel) -> TractResult<PatchCount> {
         }
         let Some(conv) = node.op_as::<Conv>() else { continue };
         let Some(op) = edgesight_conv(model, node, conv, isa)? else {
-            if std::env::var_os("EDGESIGHT_DEBUG_PATCH").is_some() {
+            if choice.debug_patch {
                 let facts: Vec<String> = node.inputs.iter().map(|i| model.outlet_fact(*i).map(|f| format!("{f:?} konst={}", f.konst.is_some())).unwrap_or_default()).collect();
                 eprintln!("not patched: {} {:?} {:?} {:?}", node.name, conv.pool_spec, conv.kernel_fmt, facts);
             }
@@ -1344,7 +1346,7 @@ mod tests {
             let out = model.wire_node("move", AxisOp::Move(from, to), &[src]).unwrap();
             model.select_output_outlets(&out).unwrap();
             let want = model.clone().into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
-            replaced += patch_model(&mut model).unwrap().transposes;
+            replaced += patch_model(&mut model, &KernelChoice::default()).unwrap().transposes;
             let got = model.into_runnable().unwrap().run(tvec![input.into()]).unwrap();
             assert_eq!(got[0].shape(), want[0].shape(), "{shape:?} {from} -> {to}");
             assert_eq!(got[0].to_plain_array_view::<f32>().unwrap(), want[0].to_plain_array_view::<f32>().unwrap(), "{shape:?} {from} -> {to}");
@@ -1384,7 +1386,7 @@ mod tests {
                 let out = model.wire_node("pool", SumPool { pool_spec, count_include_pad: false, normalize: true }, &[src]).unwrap();
                 model.select_output_outlets(&out).unwrap();
                 let want = model.clone().into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
-                let count = patch_model(&mut model).unwrap();
+                let count = patch_model(&mut model, &KernelChoice::default()).unwrap();
                 if Isa::fast().is_some() {
                     assert_eq!(count.reductions == 1, replaced, "{shape:?}");
                 }
@@ -1434,7 +1436,7 @@ mod tests {
                 let out = model.wire_node("reduce", Reduce { axes: tvec![axis], reducer }, &[src]).unwrap();
                 model.select_output_outlets(&out).unwrap();
                 let want = model.clone().into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
-                let count = patch_model(&mut model).unwrap();
+                let count = patch_model(&mut model, &KernelChoice::default()).unwrap();
                 if Isa::fast().is_some() {
                     assert_eq!(count.reductions, 1, "{reducer:?} on {shape:?} not replaced");
                 }
