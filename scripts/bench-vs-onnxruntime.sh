@@ -2,7 +2,8 @@
 # edgesight (CPU engine: tract + edgesight's own kernels) against onnxruntime on the very same
 # ONNX graphs, 1 and 2 threads each, in one run. Models built from checkpoints get seeded random
 # weights (speed does not depend on weights).
-# usage: [REPEAT=N] scripts/bench-vs-onnxruntime.sh [RUNS] [MODEL...]
+# usage: [REPEAT=N] [EDGESIGHT_BIN=FILE] scripts/bench-vs-onnxruntime.sh [RUNS] [MODEL...]
+#   EDGESIGHT_BIN measures that binary (e.g. a copy of an earlier build) instead of building this tree.
 #   (needs python3; installs onnxruntime+numpy from PyPI if missing)
 # Prints a table per repetition and, with REPEAT > 1, the median of each column over the
 # repetitions (a shared machine makes single runs differ by 2x); markdown in bench-out/vs-ort/table.md.
@@ -13,8 +14,12 @@ shift || true
 out=bench-out/vs-ort
 mkdir -p "$out"
 python3 -c "import onnxruntime, numpy" 2>/dev/null || python3 -m pip install -q onnxruntime numpy
-cargo build --release --locked -q
-bin="${CARGO_TARGET_DIR:-target}/release/edgesight"
+if [ -n "${EDGESIGHT_BIN:-}" ]; then
+  bin="$EDGESIGHT_BIN"
+else
+  cargo build --release --locked -q
+  bin="${CARGO_TARGET_DIR:-target}/release/edgesight"
+fi
 
 # model:input HxW:layout:dtype
 cases=(
