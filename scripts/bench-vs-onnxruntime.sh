@@ -3,7 +3,8 @@
 # ONNX graphs, 1 and 2 threads each, in one run. Models built from checkpoints get seeded random
 # weights (speed does not depend on weights).
 # usage: [REPEAT=N] [EDGESIGHT_BIN=FILE] scripts/bench-vs-onnxruntime.sh [RUNS] [MODEL...]
-#   EDGESIGHT_BIN measures that binary (e.g. a copy of an earlier build) instead of building this tree.
+#   EDGESIGHT_BIN measures that binary (e.g. a copy of an earlier build) instead of building this tree;
+#   BENCH_OUT sets the output folder (default bench-out/vs-ort).
 #   (needs python3; installs onnxruntime+numpy from PyPI if missing)
 # Prints a table per repetition and, with REPEAT > 1, the median of each column over the
 # repetitions (a shared machine makes single runs differ by 2x); markdown in bench-out/vs-ort/table.md.
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-10}"
 shift || true
-out=bench-out/vs-ort
+out="${BENCH_OUT:-bench-out/vs-ort}"
 mkdir -p "$out"
 python3 -c "import onnxruntime, numpy" 2>/dev/null || python3 -m pip install -q onnxruntime numpy
 if [ -n "${EDGESIGHT_BIN:-}" ]; then
