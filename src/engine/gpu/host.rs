@@ -273,6 +273,79 @@ pub fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     Ok(a as usize)
 }
 
+/// Output shape of the view ops (Reshape, Flatten, Squeeze, Unsqueeze); `extra` is their
+/// second input where the opset moved an attribute to an input.
+pub fn reshaped(op: &str, node: &pb::NodeProto, shape: &[usize], extra: Option<&HostTensor>) -> Result<Vec<usize>> {
+    let rank = shape.len();
+    Ok(match op {
+        "Reshape" => {
+            let target = extra.context("Reshape needs a constant shape")?.as_i64();
+            let allow_zero = super::attrs::attr_i(node, "allowzero").unwrap_or(0) != 0;
+            let total: usize = shape.iter().product();
+            let mut out = Vec::with_capacity(target.len());
+            let mut infer = None;
+            for (i, &d) in target.iter().enumerate() {
+                match d {
+                    0 if !allow_zero => out.push(*shape.get(i).context("Reshape copies a missing axis")?),
+                    -1 => {
+                        if infer.is_some() {
+                            bail!("Reshape with two -1");
+                        }
+                        infer = Some(i);
+                        out.push(1);
+                    }
+                    d if d < 0 => bail!("Reshape to a negative extent {d}"),
+                    d => out.push(d as usize),
+                }
+            }
+            let known: usize = out.iter().product();
+            if let Some(i) = infer {
+                if known == 0 || total % known != 0 {
+                    bail!("cannot reshape {shape:?} to {target:?}");
+                }
+                out[i] = total / known;
+            }
+            if out.iter().product::<usize>() != total {
+                bail!("cannot reshape {shape:?} to {target:?}");
+            }
+            out
+        }
+        "Flatten" => {
+            let axis = norm_axis(super::attrs::attr_i(node, "axis").unwrap_or(1), rank + 1)?;
+            vec![shape[..axis].iter().product(), shape[axis..].iter().product()]
+        }
+        "Squeeze" => {
+            let axes = match extra {
+                Some(a) => Some(a.as_i64()),
+                None => super::attrs::attr_is(node, "axes"),
+            };
+            match axes {
+                None => shape.iter().copied().filter(|&d| d != 1).collect(),
+                Some(axes) => {
+                    let axes: std::collections::HashSet<usize> = axes.iter().map(|&a| norm_axis(a, rank)).collect::<Result<_>>()?;
+                    for &a in &axes {
+                        if shape[a] != 1 {
+                            bail!("Squeeze of axis {a} with extent {}", shape[a]);
+                        }
+                    }
+                    shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+                }
+            }
+        }
+        "Unsqueeze" => {
+            let axes = match extra {
+                Some(a) => a.as_i64(),
+                None => super::attrs::attr_is(node, "axes").context("Unsqueeze needs axes")?,
+            };
+            let out_rank = rank + axes.len();
+            let axes: std::collections::HashSet<usize> = axes.iter().map(|&a| norm_axis(a, out_rank)).collect::<Result<_>>()?;
+            let mut it = shape.iter();
+            (0..out_rank).map(|i| if axes.contains(&i) { 1 } else { *it.next().unwrap_or(&1) }).collect()
+        }
+        _ => bail!("{op} is not a view op"),
+    })
+}
+
 /// A Transpose permutation (default: reversed axes), checked to be one.
 pub fn permutation(perm: Option<Vec<i64>>, rank: usize) -> Result<Vec<usize>> {
     let p: Vec<usize> = match perm {
@@ -316,7 +389,7 @@ pub fn eval(op: &str, node: &pb::NodeProto, inputs: &[Option<&HostTensor>]) -> R
     let out = match op {
         "Identity" => vec![get(0)?.clone()],
         "Cast" => {
-            let to = super::graph::attr_i(node, "to").unwrap_or(1) as i32;
+            let to = super::attrs::attr_i(node, "to").unwrap_or(1) as i32;
             let x = get(0)?;
             let data = if is_float(to) {
                 HostData::F(x.as_f32())
@@ -333,11 +406,11 @@ pub fn eval(op: &str, node: &pb::NodeProto, inputs: &[Option<&HostTensor>]) -> R
         "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" => {
             let x = get(0)?;
             let extra = inputs.get(1).copied().flatten();
-            let shape = super::graph::reshaped(op, node, &x.shape, extra)?;
+            let shape = reshaped(op, node, &x.shape, extra)?;
             vec![x.with_data(shape, x.data.clone())]
         }
         "Concat" => {
-            let axis = super::graph::attr_i(node, "axis").context("Concat needs an axis")?;
+            let axis = super::attrs::attr_i(node, "axis").context("Concat needs an axis")?;
             let parts: Vec<&HostTensor> = (0..inputs.len()).map(get).collect::<Result<_>>()?;
             let rank = parts.first().context("Concat of nothing")?.shape.len();
             if parts.iter().any(|p| p.shape.len() != rank) {
@@ -367,8 +440,8 @@ pub fn eval(op: &str, node: &pb::NodeProto, inputs: &[Option<&HostTensor>]) -> R
         "Shape" => {
             let x = get(0)?;
             let r = x.shape.len() as i64;
-            let start = super::graph::attr_i(node, "start").unwrap_or(0);
-            let end = super::graph::attr_i(node, "end").unwrap_or(r);
+            let start = super::attrs::attr_i(node, "start").unwrap_or(0);
+            let end = super::attrs::attr_i(node, "end").unwrap_or(r);
             let (s, _, len) = slice_axis(x.shape.len(), start, end, 1)?;
             let v: Vec<i64> = x.shape[s as usize..s as usize + len].iter().map(|&d| d as i64).collect();
             vec![HostTensor::i64(vec![v.len()], v)]
@@ -377,7 +450,7 @@ pub fn eval(op: &str, node: &pb::NodeProto, inputs: &[Option<&HostTensor>]) -> R
         "Gather" => {
             let x = get(0)?;
             let ind = get(1)?;
-            let axis = norm_axis(super::graph::attr_i(node, "axis").unwrap_or(0), x.shape.len())?;
+            let axis = norm_axis(super::attrs::attr_i(node, "axis").unwrap_or(0), x.shape.len())?;
             let d = x.shape[axis] as i64;
             let inner: usize = x.shape[axis + 1..].iter().product();
             let outer: usize = x.shape[..axis].iter().product();
@@ -467,7 +540,7 @@ pub fn eval(op: &str, node: &pb::NodeProto, inputs: &[Option<&HostTensor>]) -> R
             if n > MAX_FOLD_ELEMENTS {
                 bail!("ConstantOfShape of {n} elements");
             }
-            let value = match super::graph::attr_t(node, "value") {
+            let value = match super::attrs::attr_t(node, "value") {
                 Some(t) => HostTensor::from_proto(t)?,
                 None => HostTensor::f32(vec![1], vec![0.0]),
             };
@@ -480,7 +553,7 @@ pub fn eval(op: &str, node: &pb::NodeProto, inputs: &[Option<&HostTensor>]) -> R
         "Transpose" => {
             let x = get(0)?;
             let rank = x.shape.len();
-            let perm = permutation(super::graph::attr_is(node, "perm"), rank)?;
+            let perm = permutation(super::attrs::attr_is(node, "perm"), rank)?;
             let st = strides(&x.shape);
             let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
             let pst: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
@@ -594,7 +667,7 @@ pub fn eval(op: &str, node: &pb::NodeProto, inputs: &[Option<&HostTensor>]) -> R
         }
         "ReduceProd" | "ReduceSum" | "ReduceMin" | "ReduceMax" if get(0)?.shape.len() <= 1 => {
             let x = get(0)?;
-            let keep = super::graph::attr_i(node, "keepdims").unwrap_or(1) != 0;
+            let keep = super::attrs::attr_i(node, "keepdims").unwrap_or(1) != 0;
             let shape = if keep { vec![1; x.shape.len()] } else { vec![] };
             let data = match &x.data {
                 HostData::I(v) => HostData::I(vec![match op {

@@ -1,8 +1,16 @@
 //! One GPU kernel per op instance: which WGSL file (`shaders/`), the constants baked into it
 //! (shapes, strides, parameters), its buffer bindings and its dispatch size.
 
-use super::graph::{pad_to_6, Binding};
+use super::attrs::pad_to_6;
 use anyhow::{bail, Result};
+
+/// Where a kernel binding reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    Value(usize),
+    Param(usize),
+}
+
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 

@@ -4,6 +4,7 @@
 //! every dispatch, and one download. What the GPU cannot run stays on the CPU as an explicit
 //! tail graph run by tract (`Tail`), e.g. MoveNet's TopK/GatherND decoder.
 
+pub mod attrs;
 pub mod graph;
 pub mod host;
 pub mod kernels;
