@@ -8,12 +8,18 @@ pub mod choice;
 pub mod conv;
 pub mod deconv;
 pub mod dw_blocked;
+pub mod direct;
 pub mod dw_direct;
+#[cfg(target_arch = "x86_64")]
+pub mod dw_rows;
 pub mod exp;
 pub mod gelu;
 pub mod mul;
 pub mod pool;
 pub mod resize;
+pub mod simd;
+pub mod spec;
+pub mod strategy;
 #[cfg(target_arch = "x86_64")]
 pub mod winograd;
 
@@ -200,7 +206,7 @@ impl TypedOp for EdgesightDeconv {
     as_op!();
 }
 
-fn edgesight_deconv(model: &TypedModel, node: &TypedNode, op: &Deconv, isa: Isa) -> TractResult<Option<EdgesightDeconv>> {
+fn edgesight_deconv(model: &TypedModel, node: &TypedNode, op: &Deconv, isa: Isa, choice: &KernelChoice) -> TractResult<Option<EdgesightDeconv>> {
     let ps = &op.pool_spec;
     if op.group != 1
         || !matches!(ps.data_format, DataFormat::NCHW | DataFormat::CHW)
@@ -251,6 +257,7 @@ fn edgesight_deconv(model: &TypedModel, node: &TypedNode, op: &Deconv, isa: Isa)
         [oh, ow],
         &kernel,
         isa,
+        choice,
     );
     Ok(Some(EdgesightDeconv { deconv, batch: n, batch_axis }))
 }
@@ -488,7 +495,7 @@ impl EvalOp for EdgesightPlaneMean {
             // each value sums a whole plane.
             let planes = out.len();
             let per_task = planes.div_ceil(planes.clamp(1, 16));
-            let dst = conv::SendPtr(out.as_mut_ptr());
+            let dst = spec::SendPtr(out.as_mut_ptr());
             parallel(planes.div_ceil(per_task), &|t: usize| {
                 for p in t * per_task..((t + 1) * per_task).min(planes) {
                     let src = &input[p * plane..][..plane];
@@ -743,7 +750,7 @@ pub fn patch_model(model: &mut TypedModel, choice: &KernelChoice) -> TractResult
     for id in model.eval_order()? {
         let node = model.node(id);
         if let Some(op) = node.op_as::<Deconv>() {
-            if let Some(op) = edgesight_deconv(model, node, op, isa)? {
+            if let Some(op) = edgesight_deconv(model, node, op, isa, choice)? {
                 let patch = TypedModelPatch::replace_single_op(model, node, &[node.inputs[0], node.inputs[2]], op)?;
                 patch.apply(model)?;
                 count.deconvs += 1;
@@ -831,7 +838,7 @@ pub fn patch_model(model: &mut TypedModel, choice: &KernelChoice) -> TractResult
             continue;
         }
         let Some(conv) = node.op_as::<Conv>() else { continue };
-        let Some(op) = edgesight_conv(model, node, conv, isa)? else {
+        let Some(op) = edgesight_conv(model, node, conv, isa, choice)? else {
             if choice.debug_patch {
                 let facts: Vec<String> = node.inputs.iter().map(|i| model.outlet_fact(*i).map(|f| format!("{f:?} konst={}", f.konst.is_some())).unwrap_or_default()).collect();
                 eprintln!("not patched: {} {:?} {:?} {:?}", node.name, conv.pool_spec, conv.kernel_fmt, facts);
@@ -961,7 +968,7 @@ fn const_operand(model: &TypedModel, node: &TypedNode, from: usize) -> TractResu
 fn hard_swish(out: &mut [f32], k: f32) {
     const CHUNK: usize = 16 * 1024;
     let n = out.len();
-    let ptr = conv::SendPtr(out.as_mut_ptr());
+    let ptr = spec::SendPtr(out.as_mut_ptr());
     parallel(n.div_ceil(CHUNK), &|t: usize| {
         let (a, b) = (t * CHUNK, ((t + 1) * CHUNK).min(n));
         // SAFETY: tasks own disjoint ranges of `out`.
@@ -984,7 +991,7 @@ fn clamp_of(model: &TypedModel, succ: &TypedNode, from: usize) -> TractResult<Op
     Ok(Some((kind, value)))
 }
 
-fn edgesight_conv(model: &TypedModel, node: &TypedNode, conv: &Conv, isa: Isa) -> TractResult<Option<EdgesightConv>> {
+fn edgesight_conv(model: &TypedModel, node: &TypedNode, conv: &Conv, isa: Isa, choice: &KernelChoice) -> TractResult<Option<EdgesightConv>> {
     let ps = &conv.pool_spec;
     if conv.q_params.is_some()
         || !matches!(ps.data_format, DataFormat::NCHW | DataFormat::CHW)
@@ -1037,7 +1044,7 @@ fn edgesight_conv(model: &TypedModel, node: &TypedNode, conv: &Conv, isa: Isa) -
         return Ok(None);
     }
     let kernel: Vec<f32> = kernel.to_plain_array_view::<f32>()?.iter().copied().collect();
-    let conv = PackedConv::new(spec, &kernel, Clamp::NONE, isa).for_input(&kernel, h, w);
+    let conv = PackedConv::plan(spec, &kernel, Clamp::NONE, isa, h, w, choice);
     Ok(Some(EdgesightConv { conv, input_shape: [n, c, h, w], output_shape: [n, c_out, oh, ow], batch_axis, hard_swish: None }))
 }
 
@@ -1207,7 +1214,7 @@ pub fn broadcast_binary<T: Copy + Sync, U: Copy + Send + Sync>(
 fn split_out<U: Send>(out: &mut [U], unit: usize, f: &(dyn Fn(usize, &mut [U]) + Sync)) {
     let (len, units) = (out.len(), out.len().div_ceil(unit.max(1)));
     let tasks = if len >= 1 << 15 { units.min(16) } else { 1 };
-    let dst = conv::SendPtr(out.as_mut_ptr() as *mut f32);
+    let dst = spec::SendPtr(out.as_mut_ptr() as *mut f32);
     parallel(tasks, &|t: usize| {
         let (c0, c1) = ((t * units / tasks * unit).min(len), ((t + 1) * units / tasks * unit).min(len));
         // SAFETY: the parts are disjoint ranges of `out`.
