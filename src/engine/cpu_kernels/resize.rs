@@ -56,7 +56,7 @@ pub fn resize_planes(input: &[f32], planes: usize, h: usize, w: usize, rows: &Ax
         return;
     }
     // Planes split over the worker pool (in whole planes, so the arithmetic is the same).
-    super::split_out(out, oh * ow, &|start, part: &mut [f32]| {
+    super::pool::split_out(out, oh * ow, &|start, part: &mut [f32]| {
         let p0 = start / (oh * ow);
         let mut row = vec![0f32; w];
         for (src, dst) in input[p0 * h * w..].chunks_exact(h * w).zip(part.chunks_exact_mut(oh * ow)) {

@@ -1,0 +1,39 @@
+//! One axis of an f32 tensor moved (`ops::move_axis`): a strided copy by output rows, the
+//! rows split over the worker pool.
+
+use super::pool::split_out;
+use tract_onnx::prelude::{tvec, TVec};
+
+/// `out` (shape `out_shape`, output axis a being input axis `perm[a]`) from `input` (shape
+/// `input_shape`, row-major); rank 1 or more.
+pub fn move_axis(input: &[f32], input_shape: &[usize], perm: &[usize], out_shape: &[usize], out: &mut [f32]) {
+    let rank = perm.len();
+    let mut in_strides = tvec![1usize; rank];
+    for a in (0..rank.saturating_sub(1)).rev() {
+        in_strides[a] = in_strides[a + 1] * input_shape[a + 1];
+    }
+    // Input stride of each output axis; output rows run along the last one.
+    let strides: TVec<usize> = perm.iter().map(|a| in_strides[*a]).collect();
+    // (max(1): an empty tensor still cuts into whole rows.)
+    let row = out_shape[rank - 1].max(1);
+    split_out(out, row, &|start, part: &mut [f32]| {
+        let mut idx = tvec![0usize; rank];
+        let mut rem = start / row;
+        for a in (0..rank - 1).rev() {
+            idx[a] = rem % out_shape[a];
+            rem /= out_shape[a];
+        }
+        for out_row in part.chunks_mut(row) {
+            let base: usize = (0..rank - 1).map(|a| idx[a] * strides[a]).sum();
+            let step = strides[rank - 1];
+            out_row.iter_mut().enumerate().for_each(|(x, o)| *o = input[base + x * step]);
+            for a in (0..rank - 1).rev() {
+                idx[a] += 1;
+                if idx[a] < out_shape[a] {
+                    break;
+                }
+                idx[a] = 0;
+            }
+        }
+    });
+}

@@ -1,0 +1,140 @@
+//! The rewrite against tract: models of one op each, run by tract before and after
+//! `patch_model`, bitwise or to the stated bound.
+
+use super::*;
+use crate::rng::SplitMix64;
+use spec::Isa;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
+use tract_onnx::tract_core::ops::cnn::{PaddingSpec, SumPool};
+use tract_onnx::tract_core::ops::nn::{DataFormat, Reduce, Reducer};
+
+/// Moved axes against tract's own AxisOp::Move, bitwise, on one thread and on the pool.
+#[test]
+fn moved_axes_match_tract() {
+    let mut rng = SplitMix64(12);
+    let mut replaced = 0;
+    for case in 0..40 {
+        pool::set_threads(1 + case % 2).unwrap();
+        let rank = 2 + rng.below(4);
+        let mut shape: Vec<usize> = (0..rank).map(|_| 1 + rng.below(24)).collect();
+        if case % 4 == 0 {
+            shape = vec![1, 256, 256, 3];
+        }
+        let (from, to) = (rng.below(shape.len()), rng.below(shape.len()));
+        let n: usize = shape.iter().product();
+        let input = tract_ndarray::ArrayD::from_shape_vec(shape.clone(), (0..n).map(|i| i as f32).collect()).unwrap().into_tensor();
+        let mut model = TypedModel::default();
+        let src = model.add_source("x", f32::fact(&shape)).unwrap();
+        let out = model.wire_node("move", AxisOp::Move(from, to), &[src]).unwrap();
+        model.select_output_outlets(&out).unwrap();
+        let want = model.clone().into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
+        replaced += patch_model(&mut model, &KernelChoice::default()).unwrap().transposes;
+        let got = model.into_runnable().unwrap().run(tvec![input.into()]).unwrap();
+        assert_eq!(got[0].shape(), want[0].shape(), "{shape:?} {from} -> {to}");
+        assert_eq!(got[0].to_plain_array_view::<f32>().unwrap(), want[0].to_plain_array_view::<f32>().unwrap(), "{shape:?} {from} -> {to}");
+    }
+    pool::set_threads(1).unwrap();
+    if Isa::fast().is_some() {
+        assert!(replaced >= 10, "only {replaced} moves replaced");
+    }
+}
+
+/// Whole-plane averages against tract's own SumPool, on one thread and on the pool; pools
+/// with padding or a smaller kernel stay tract's.
+#[test]
+fn plane_means_match_tract() {
+    use tract_onnx::tract_core::ops::cnn::PoolSpec;
+    let mut rng = SplitMix64(8);
+    for (case, shape) in [[1, 16, 128, 128], [1, 3, 7, 5], [2, 33, 9, 17], [1, 1, 1, 1], [1, 40, 4, 4]].into_iter().enumerate() {
+        pool::set_threads(1 + case % 2).unwrap();
+        for (kernel, padding, replaced) in [
+            (tvec![shape[2], shape[3]], PaddingSpec::Valid, true),
+            (tvec![shape[2], shape[3]], PaddingSpec::Explicit(tvec![1, 0], tvec![0, 0]), false),
+            (tvec![1, shape[3]], PaddingSpec::Valid, shape[2] == 1),
+        ] {
+            let n: usize = shape.iter().product();
+            let input = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), (0..n).map(|_| rng.unit_f32() * 4.0 - 1.0).collect()).unwrap().into_tensor();
+            let pool_spec = PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: kernel,
+                padding,
+                dilations: None,
+                strides: None,
+                input_channels: shape[1],
+                output_channels: shape[1],
+            };
+            let mut model = TypedModel::default();
+            let src = model.add_source("x", f32::fact(shape)).unwrap();
+            let out = model.wire_node("pool", SumPool { pool_spec, count_include_pad: false, normalize: true }, &[src]).unwrap();
+            model.select_output_outlets(&out).unwrap();
+            let want = model.clone().into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
+            let count = patch_model(&mut model, &KernelChoice::default()).unwrap();
+            if Isa::fast().is_some() {
+                assert_eq!(count.reductions == 1, replaced, "{shape:?}");
+            }
+            let got = model.into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
+            assert_eq!(got[0].shape(), want[0].shape());
+            let (g, w) = (got[0].to_plain_array_view::<f32>().unwrap(), want[0].to_plain_array_view::<f32>().unwrap());
+            // Without edgesight's kernels (no AVX2 here, e.g. arm64) nothing is replaced.
+            if replaced && Isa::fast().is_some() {
+                // Against the exact mean (f64): tract's one running sum drifts by up to a few
+                // 1e-6 over 128 x 128; the 16 running sums stay closer.
+                let x = input.to_plain_array_view::<f32>().unwrap();
+                let x = x.as_slice().unwrap();
+                let plane = shape[2] * shape[3];
+                for (p, (a, b)) in g.iter().zip(w.iter()).enumerate() {
+                    let exact = x[p * plane..][..plane].iter().map(|v| *v as f64).sum::<f64>() / plane as f64;
+                    assert!((*a as f64 - exact).abs() <= 5e-7 * (1.0 + exact.abs()), "{shape:?}: {a} vs exact {exact}");
+                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{shape:?}: {a} vs tract {b}");
+                }
+            } else {
+                let bits = |v: &tract_ndarray::ArrayViewD<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&g), bits(&w), "{shape:?}: tract's own op gives tract's result");
+            }
+        }
+    }
+    pool::set_threads(1).unwrap();
+}
+
+/// Max and first arg-max over a strided axis against tract's own Reduce on the same model,
+/// with ties (few distinct values), NaNs and an all-NaN column.
+#[test]
+fn strided_reductions_match_tract() {
+    let mut rng = SplitMix64(5);
+    for (shape, axis) in [(vec![4096, 102], 0), (vec![3, 17, 5], 1), (vec![2, 9, 4, 3], 1), (vec![31, 33], 0)] {
+        let n: usize = shape.iter().product();
+        let inner: usize = shape[axis + 1..].iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|i| match rng.below(50) {
+                0 => f32::NAN,
+                _ if i % inner == 1 => f32::NAN,
+                _ => rng.below(7) as f32 - 3.0,
+            })
+            .collect();
+        let input = tract_ndarray::ArrayD::from_shape_vec(shape.clone(), data).unwrap().into_tensor();
+        for reducer in [Reducer::Max, Reducer::ArgMax(false)] {
+            let mut model = TypedModel::default();
+            let src = model.add_source("x", f32::fact(&shape)).unwrap();
+            let out = model.wire_node("reduce", Reduce { axes: tvec![axis], reducer }, &[src]).unwrap();
+            model.select_output_outlets(&out).unwrap();
+            let want = model.clone().into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
+            let count = patch_model(&mut model, &KernelChoice::default()).unwrap();
+            if Isa::fast().is_some() {
+                assert_eq!(count.reductions, 1, "{reducer:?} on {shape:?} not replaced");
+            }
+            let got = model.into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
+            assert_eq!(got[0].datum_type(), want[0].datum_type());
+            assert_eq!(got[0].shape(), want[0].shape());
+            // Bitwise, NaNs included.
+            let bits = |t: &tract_onnx::prelude::Tensor| -> Vec<u64> {
+                if t.datum_type() == i64::datum_type() {
+                    t.to_plain_array_view::<i64>().unwrap().iter().map(|v| *v as u64).collect()
+                } else {
+                    t.to_plain_array_view::<f32>().unwrap().iter().map(|v| v.to_bits() as u64).collect()
+                }
+            };
+            assert_eq!(bits(&got[0]), bits(&want[0]), "{reducer:?} over axis {axis} of {shape:?}");
+        }
+    }
+}
