@@ -77,6 +77,23 @@ impl KernelChoice {
     }
 }
 
+/// Whether a kernel test that needs AVX-512 can run here (the tests' switch, read here with
+/// the other switches). Without AVX-512 it says so on
+/// stderr (`skipped: needs AVX-512`) and the test returns, so a skip never reads as a pass;
+/// with `EDGESIGHT_REQUIRE_AVX512=1` (CI on an AVX-512 machine) a missing AVX-512 fails it.
+#[cfg(test)]
+pub(crate) fn avx512_or_skip(test: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return true;
+    }
+    if std::env::var("EDGESIGHT_REQUIRE_AVX512").is_ok_and(|v| v == "1") {
+        panic!("{test}: EDGESIGHT_REQUIRE_AVX512=1 but this CPU has no AVX-512");
+    }
+    eprintln!("{test}: skipped: needs AVX-512");
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,7 +153,7 @@ impl PackedConv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::cpu_kernels::spec::avx512_or_skip;
+    use crate::engine::cpu_kernels::choice::avx512_or_skip;
     use crate::rng::SplitMix64;
 
     /// Every kernel but Winograd (tested in `winograd` on its own, to its own bound) that takes

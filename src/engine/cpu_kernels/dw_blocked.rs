@@ -386,7 +386,8 @@ unsafe fn transpose16(r: &mut [__m512; 16]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::cpu_kernels::spec::{avx512_or_skip, reference, ConvSpec};
+    use crate::engine::cpu_kernels::choice::avx512_or_skip;
+    use crate::engine::cpu_kernels::spec::{reference, ConvSpec};
     use crate::rng::SplitMix64;
 
     #[test]

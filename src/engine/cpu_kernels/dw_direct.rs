@@ -171,7 +171,8 @@ impl DirectDw {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::cpu_kernels::spec::{avx512_or_skip, reference, ConvSpec};
+    use crate::engine::cpu_kernels::choice::avx512_or_skip;
+    use crate::engine::cpu_kernels::spec::{reference, ConvSpec};
     use crate::rng::SplitMix64;
 
     /// Every kernel size (not only the 3x3 the engine picks it for), strides 1-2 per axis,

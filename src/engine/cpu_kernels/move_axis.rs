@@ -37,3 +37,49 @@ pub fn move_axis(input: &[f32], input_shape: &[usize], perm: &[usize], out_shape
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cpu_kernels::pool;
+    use crate::rng::SplitMix64;
+
+    /// Against the index arithmetic of the permutation, element by element, on one thread and
+    /// on the pool (large enough to be split).
+    #[test]
+    fn matches_index_arithmetic() {
+        let mut rng = SplitMix64(6);
+        for case in 0..30 {
+            pool::set_threads(1 + case % 2).unwrap();
+            let rank = 1 + rng.below(4);
+            let mut shape: Vec<usize> = (0..rank).map(|_| 1 + rng.below(12)).collect();
+            if case % 5 == 0 {
+                shape = vec![1, 64, 256, 3];
+            }
+            let rank = shape.len();
+            let (from, to) = (rng.below(rank), rng.below(rank));
+            let mut perm: Vec<usize> = (0..rank).filter(|a| *a != from).collect();
+            perm.insert(to, from);
+            let out_shape: Vec<usize> = perm.iter().map(|a| shape[*a]).collect();
+            let n: usize = shape.iter().product();
+            let input: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let mut out = vec![f32::NAN; n];
+            move_axis(&input, &shape, &perm, &out_shape, &mut out);
+            for (k, v) in out.iter().enumerate() {
+                // Output index -> input index.
+                let (mut rem, mut idx) = (k, vec![0; rank]);
+                for a in (0..rank).rev() {
+                    idx[a] = rem % out_shape[a];
+                    rem /= out_shape[a];
+                }
+                let mut in_idx = vec![0; rank];
+                for a in 0..rank {
+                    in_idx[perm[a]] = idx[a];
+                }
+                let flat = in_idx.iter().zip(&shape).fold(0, |acc, (i, d)| acc * d + i);
+                assert_eq!(*v, input[flat], "{shape:?} {from} -> {to} at {k}");
+            }
+        }
+        pool::set_threads(1).unwrap();
+    }
+}

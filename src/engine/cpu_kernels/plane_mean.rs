@@ -26,3 +26,31 @@ pub fn plane_means(input: &[f32], plane: usize, out: &mut [f32]) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cpu_kernels::pool;
+    use crate::rng::SplitMix64;
+
+    /// Against the exact mean (f64), on one thread and on the pool (the same bits).
+    #[test]
+    fn match_exact_means() {
+        let mut rng = SplitMix64(4);
+        for (planes, plane) in [(16, 128 * 128), (3, 35), (40, 16), (1, 1), (33, 153)] {
+            let input: Vec<f32> = (0..planes * plane).map(|_| rng.unit_f32() * 4.0 - 1.0).collect();
+            let mut one = vec![f32::NAN; planes];
+            pool::set_threads(1).unwrap();
+            plane_means(&input, plane, &mut one);
+            let mut two = vec![f32::NAN; planes];
+            pool::set_threads(2).unwrap();
+            plane_means(&input, plane, &mut two);
+            pool::set_threads(1).unwrap();
+            assert!(one.iter().zip(&two).all(|(a, b)| a.to_bits() == b.to_bits()), "{planes} x {plane}: threads differ");
+            for (p, a) in one.iter().enumerate() {
+                let exact = input[p * plane..][..plane].iter().map(|v| *v as f64).sum::<f64>() / plane as f64;
+                assert!((*a as f64 - exact).abs() <= 5e-7 * (1.0 + exact.abs()), "{planes} x {plane} at {p}: {a} vs {exact}");
+            }
+        }
+    }
+}

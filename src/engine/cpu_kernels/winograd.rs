@@ -415,7 +415,7 @@ mod tests {
 
     #[test]
     fn matches_direct_reference_over_random_shapes() {
-        if !super::super::spec::avx512_or_skip("winograd::matches_direct_reference_over_random_shapes") {
+        if !super::super::choice::avx512_or_skip("winograd::matches_direct_reference_over_random_shapes") {
             return;
         }
         let isa = Isa::Avx512;
@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn phases_round_trip() {
-        if !super::super::spec::avx512_or_skip("winograd::phases_round_trip") {
+        if !super::super::choice::avx512_or_skip("winograd::phases_round_trip") {
             return;
         }
         // A row of 100 with 3 zeros of padding on the left, zeros after it.
