@@ -138,3 +138,81 @@ fn strided_reductions_match_tract() {
         }
     }
 }
+
+/// The modules of `cpu_kernels` name each other (`super::x`, `crate::engine::cpu_kernels::x`,
+/// `super::super::x` from `ops/`) without a cycle, tests aside: shared types in `spec`, the
+/// chooser in `strategy`, `conv` on top of the kernels.
+#[test]
+fn module_imports_are_acyclic() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine/cpu_kernels");
+    let mut files = Vec::new();
+    for dir in [root.clone(), root.join("ops")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    let module = |p: &std::path::Path| -> String {
+        let stem = p.file_stem().unwrap().to_string_lossy().to_string();
+        if p.parent().unwrap().ends_with("ops") { "ops".into() } else { stem }
+    };
+    let names: BTreeSet<String> = files.iter().map(|p| module(p)).filter(|m| m != "mod" && m != "tests").collect();
+    let ident = |s: &str| s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for p in &files {
+        let m = module(p);
+        if m == "mod" || m == "tests" {
+            continue;
+        }
+        let in_ops = p.parent().unwrap().ends_with("ops");
+        let text = std::fs::read_to_string(p).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let code: String = code.lines().map(|l| l.split("//").next().unwrap()).collect::<Vec<_>>().join("\n");
+        let prefixes: &[&str] = if in_ops { &["super::super::", "crate::engine::cpu_kernels::"] } else { &["super::", "crate::engine::cpu_kernels::"] };
+        let mut refs = BTreeSet::new();
+        for prefix in prefixes {
+            for (i, _) in code.match_indices(prefix) {
+                // `super::super::x` seen from a top-level file is not a sibling.
+                if !in_ops && *prefix == "super::" && code[..i].ends_with("super::") {
+                    continue;
+                }
+                let rest = &code[i + prefix.len()..];
+                if let Some(group) = rest.strip_prefix('{') {
+                    for part in group.split('}').next().unwrap().split(',') {
+                        refs.insert(ident(part.trim()));
+                    }
+                } else {
+                    refs.insert(ident(rest));
+                }
+            }
+        }
+        let edges = graph.entry(m.clone()).or_default();
+        edges.extend(refs.into_iter().filter(|r| names.contains(r) && *r != m));
+    }
+    // Depth-first search for a back edge.
+    fn visit(u: &str, graph: &BTreeMap<String, BTreeSet<String>>, state: &mut BTreeMap<String, u8>, path: &mut Vec<String>) {
+        state.insert(u.into(), 1);
+        path.push(u.into());
+        for v in graph.get(u).into_iter().flatten() {
+            match state.get(v.as_str()) {
+                Some(1) => panic!("import cycle: {} -> {v}", path.join(" -> ")),
+                Some(_) => {}
+                None => visit(v, graph, state, path),
+            }
+        }
+        path.pop();
+        state.insert(u.into(), 2);
+    }
+    let mut state = BTreeMap::new();
+    for u in graph.keys() {
+        if !state.contains_key(u.as_str()) {
+            visit(u, &graph, &mut state, &mut Vec::new());
+        }
+    }
+    // The graph is read at all: conv names its kernels, winograd the direct kernel.
+    assert!(graph["conv"].contains("strategy") && graph["conv"].contains("direct"), "{graph:?}");
+    assert!(graph["winograd"].contains("direct") && !graph["direct"].contains("conv"), "{graph:?}");
+}
