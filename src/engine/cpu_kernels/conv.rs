@@ -452,7 +452,9 @@ mod tests {
             let input: Vec<f32> = (0..ci * h * w).map(|_| rng.unit_f32()).collect();
             let weights: Vec<f32> = (0..co * ci / g * k * k).map(|_| rng.unit_f32()).collect();
             let bias = vec![0f32; co];
-            let packed = PackedConv::plan(spec.clone(), &weights, Clamp::NONE, Isa::fast().unwrap_or(Isa::Portable), h, w, &KernelChoice::default());
+            // The direct and depthwise kernels, as this test always measured (Winograd: `examples/conv_shapes`).
+            let no_winograd = KernelChoice { dense: Some(DenseForce::Direct), ..KernelChoice::default() };
+            let packed = PackedConv::plan(spec.clone(), &weights, Clamp::NONE, Isa::fast().unwrap_or(Isa::Portable), h, w, &no_winograd);
             let (oh, ow) = spec.output_hw(h, w).unwrap();
             let mut out = vec![0f32; co * oh * ow];
             let mut best = f64::MAX;

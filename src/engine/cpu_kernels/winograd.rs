@@ -10,7 +10,7 @@
 //!    phases 0..1 at t + 1). V[xi] is stored in panels of 16 tiles x all input channels, so
 //!    a product's tile reads a few sequential streams, not one per input channel;
 //! 2. 36 matrix products M[xi] = U[xi] (c_out x c_in) . V[xi] (c_in x tiles), run as 1x1
-//!    convolutions by `conv`'s micro-kernels with the tiles as positions;
+//!    convolutions by `direct`'s micro-kernels with the tiles as positions;
 //! 3. output transform: A^T M A per tile, bias and clamp, columns interleaved back into rows.
 //!
 //! The transforms use the points 0, +-1, +-2, +-1/2 (largest coefficient 8): against the direct
