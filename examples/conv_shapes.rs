@@ -3,10 +3,13 @@
 //! kernels' own pool.
 //! usage: cargo run --release --example conv_shapes -- CIN COUT GROUP K STRIDE H W [REPS]...
 //!   (several shapes: repeat the 7 numbers; K is square, padding K/2)
+//! EDGESIGHT_DW=blocked|direct|rows and EDGESIGHT_DENSE=direct force a kernel (`KernelChoice`).
 use edgesight::engine::cpu_kernels::conv::{Clamp, ConvSpec, Isa, PackedConv};
+use edgesight::engine::cpu_kernels::KernelChoice;
 use std::time::Instant;
 
-fn main() {
+fn main() -> anyhow::Result<()> {
+    let kernels = KernelChoice::from_env()?;
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("numbers")).collect();
     let isa = Isa::fast().unwrap_or(Isa::Portable);
     for s in args.chunks(7) {
@@ -14,7 +17,7 @@ fn main() {
         let p = k / 2;
         let spec = ConvSpec { c_in, c_out, group, kernel: [k, k], stride: [stride; 2], dilation: [1, 1], pad_before: [p, p], pad_after: [p, p] };
         let weights: Vec<f32> = (0..c_out * c_in / group * k * k).map(|i| (i % 7) as f32 * 0.1).collect();
-        let conv = PackedConv::new(spec.clone(), &weights, Clamp { lo: 0.0, hi: 6.0 }, isa).for_input(&weights, h, w);
+        let conv = PackedConv::plan(spec.clone(), &weights, Clamp { lo: 0.0, hi: 6.0 }, isa, h, w, &kernels);
         let (oh, ow) = spec.output_hw(h, w).unwrap();
         let input: Vec<f32> = (0..c_in * h * w).map(|i| (i % 13) as f32 * 0.01).collect();
         let bias = vec![0.1; c_out];
@@ -32,6 +35,7 @@ fn main() {
             }
             best = best.min(t.elapsed().as_secs_f64() / reps as f64);
         }
-        println!("ci {c_in:4} co {c_out:4} g {group:4} k {k} s {stride} {h}x{w}: {:8.3} ms {:6.1} GMAC/s", best * 1e3, macs / best / 1e9);
+        println!("ci {c_in:4} co {c_out:4} g {group:4} k {k} s {stride} {h}x{w}: {:8.3} ms {:6.1} GMAC/s ({:?})", best * 1e3, macs / best / 1e9, conv.strategy());
     }
+    Ok(())
 }

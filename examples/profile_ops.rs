@@ -1,7 +1,9 @@
 //! Per-op time of edgesight's CPU plan for an ONNX file (as exported by `bench --export-onnx`).
 //! usage: cargo run --release --example profile_ops -- MODEL_NAME FILE.onnx HxW [RUNS] [THREADS]
+//! EDGESIGHT_DW, EDGESIGHT_DENSE, EDGESIGHT_TRACT_ONLY choose kernels (`KernelChoice::from_env`).
 use edgesight::catalog::{Catalog, DType, SizeRule};
-use edgesight::engine::tract_cpu::{set_threads, TractEngine};
+use edgesight::engine::cpu_kernels::KernelChoice;
+use edgesight::engine::tract_cpu::{set_threads, CpuOptions, TractEngine};
 use edgesight::engine::{Tensor, TensorData};
 use std::collections::BTreeMap;
 
@@ -9,12 +11,14 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (name, file, hw) = (&args[1], &args[2], &args[3]);
     let runs: usize = args.get(4).map_or(5, |r| r.parse().unwrap());
-    set_threads(args.get(5).map_or(1, |t| t.parse().unwrap()))?;
+    let threads = args.get(5).map_or(1, |t| t.parse().unwrap());
+    set_threads(threads)?;
     let (h, w) = hw.split_once('x').map(|(h, w)| (h.parse().unwrap(), w.parse().unwrap())).unwrap();
     let mut spec = Catalog::builtin().get(name)?.clone();
     spec.input.size = SizeRule::Fixed { height: h, width: w };
     let shape = spec.input_shape(h, w).to_vec();
-    let mut engine = TractEngine::load(std::path::Path::new(file), &spec, &shape, &Default::default())?;
+    let options = CpuOptions { threads, kernels: KernelChoice::from_env()? };
+    let mut engine = TractEngine::load(std::path::Path::new(file), &spec, &shape, &options)?;
     let n: usize = shape.iter().product();
     let mut rng = edgesight::rng::SplitMix64(7);
     let data = match spec.input.dtype {

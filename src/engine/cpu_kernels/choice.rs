@@ -2,28 +2,109 @@
 //! session options, so no kernel reads the process environment. `from_env` is for the top level
 //! only (the CLI, examples, tests), where the developer switches below are documented.
 
+use anyhow::{bail, Result};
+
 /// Overrides of the kernel chooser, for comparisons; the default lets it choose by measurement.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelChoice {
     /// tract's own kernels only (`EDGESIGHT_TRACT_ONLY`): comparisons against plain tract.
     pub tract_only: bool,
     /// One depthwise kernel for every depthwise convolution (`EDGESIGHT_DW`: blocked, direct, rows).
-    pub depthwise: Option<String>,
+    pub depthwise: Option<DepthwiseForce>,
     /// `direct` turns Winograd off (`EDGESIGHT_DENSE`).
-    pub dense: Option<String>,
+    pub dense: Option<DenseForce>,
     /// Names every convolution left to tract on stderr (`EDGESIGHT_DEBUG_PATCH`).
     pub debug_patch: bool,
 }
 
-impl KernelChoice {
-    /// The developer switches from the environment; call it at the top level only.
-    pub fn from_env() -> KernelChoice {
-        let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
-        KernelChoice {
-            tract_only: set("EDGESIGHT_TRACT_ONLY"),
-            depthwise: std::env::var("EDGESIGHT_DW").ok().filter(|s| !s.is_empty()),
-            dense: std::env::var("EDGESIGHT_DENSE").ok().filter(|s| !s.is_empty()),
-            debug_patch: set("EDGESIGHT_DEBUG_PATCH"),
+/// The depthwise kernel `EDGESIGHT_DW` forces, where that kernel can run the convolution
+/// (AVX-512; see `strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DepthwiseForce {
+    /// Channels in the vector lanes (`dw_blocked`).
+    Blocked,
+    /// Read straight from the unpadded input (`dw_direct`).
+    Direct,
+    /// Row tiles over the padded copy (`dw_rows`), or the generic tiles.
+    Rows,
+}
+
+/// The dense kernel `EDGESIGHT_DENSE` forces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenseForce {
+    /// The direct kernel everywhere: no Winograd.
+    Direct,
+}
+
+impl DepthwiseForce {
+    pub fn parse(s: &str) -> Option<DepthwiseForce> {
+        match s {
+            "blocked" => Some(DepthwiseForce::Blocked),
+            "direct" => Some(DepthwiseForce::Direct),
+            "rows" => Some(DepthwiseForce::Rows),
+            _ => None,
         }
+    }
+}
+
+impl DenseForce {
+    pub fn parse(s: &str) -> Option<DenseForce> {
+        (s == "direct").then_some(DenseForce::Direct)
+    }
+}
+
+impl KernelChoice {
+    /// The developer switches from the environment; call it at the top level only. An empty
+    /// variable counts as unset; a value no kernel answers to is an error.
+    pub fn from_env() -> Result<KernelChoice> {
+        let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
+        let value = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
+        let depthwise = match value("EDGESIGHT_DW") {
+            None => None,
+            Some(s) => match DepthwiseForce::parse(&s) {
+                Some(f) => Some(f),
+                None => bail!("EDGESIGHT_DW={s:?}: expected blocked, direct or rows"),
+            },
+        };
+        let dense = match value("EDGESIGHT_DENSE") {
+            None => None,
+            Some(s) => match DenseForce::parse(&s) {
+                Some(f) => Some(f),
+                None => bail!("EDGESIGHT_DENSE={s:?}: expected direct"),
+            },
+        };
+        Ok(KernelChoice { tract_only: set("EDGESIGHT_TRACT_ONLY"), depthwise, dense, debug_patch: set("EDGESIGHT_DEBUG_PATCH") })
+    }
+}
+
+/// Whether a kernel test that needs AVX-512 can run here (the tests' switch, read here with
+/// the other switches). Without AVX-512 it says so on
+/// stderr (`skipped: needs AVX-512`) and the test returns, so a skip never reads as a pass;
+/// with `EDGESIGHT_REQUIRE_AVX512=1` (CI on an AVX-512 machine) a missing AVX-512 fails it.
+#[cfg(test)]
+pub(crate) fn avx512_or_skip(test: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return true;
+    }
+    if std::env::var("EDGESIGHT_REQUIRE_AVX512").is_ok_and(|v| v == "1") {
+        panic!("{test}: EDGESIGHT_REQUIRE_AVX512=1 but this CPU has no AVX-512");
+    }
+    eprintln!("{test}: skipped: needs AVX-512");
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches_parse() {
+        assert_eq!(DepthwiseForce::parse("rows"), Some(DepthwiseForce::Rows));
+        assert_eq!(DepthwiseForce::parse("blocked"), Some(DepthwiseForce::Blocked));
+        assert_eq!(DepthwiseForce::parse("direct"), Some(DepthwiseForce::Direct));
+        assert_eq!(DepthwiseForce::parse("row"), None);
+        assert_eq!(DenseForce::parse("direct"), Some(DenseForce::Direct));
+        assert_eq!(DenseForce::parse("winograd"), None);
     }
 }

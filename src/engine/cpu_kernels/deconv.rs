@@ -7,7 +7,9 @@
 //! from input row `q - m` where `q = (oy + pad - a) / s`: a correlation over `m` with the kernel
 //! rows of that phase reversed and `M - 1` rows of padding before.
 
-use super::conv::{Clamp, ConvSpec, Isa, PackedConv, SendPtr};
+use super::choice::KernelChoice;
+use super::conv::PackedConv;
+use super::spec::{ConvSpec, Isa, SendPtr};
 
 thread_local! {
     static PHASES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -42,7 +44,8 @@ pub struct PackedDeconv {
 }
 
 impl PackedDeconv {
-    /// `weights` as [c_out][c_in][kh][kw] (tract's OIHW for a deconvolution).
+    /// `weights` as [c_out][c_in][kh][kw] (tract's OIHW for a deconvolution); the phase
+    /// convolutions are planned for `input_hw` with `choice`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         c_in: usize,
@@ -54,6 +57,7 @@ impl PackedDeconv {
         output_hw: [usize; 2],
         weights: &[f32],
         isa: Isa,
+        choice: &KernelChoice,
     ) -> PackedDeconv {
         let [kh, kw] = kernel;
         assert_eq!(weights.len(), c_out * c_in * kh * kw);
@@ -98,7 +102,7 @@ impl PackedDeconv {
                 }
             }
             let spec = phase_spec(stride[0] * stride[1] * c_out, mn, pad_after);
-            (PackedConv::new(spec, &k, Clamp::NONE, isa), [input_hw[0] + pad_after[0], input_hw[1] + pad_after[1]])
+            (PackedConv::plan_without_winograd(spec, &k, isa, input_hw[0], input_hw[1], choice), [input_hw[0] + pad_after[0], input_hw[1] + pad_after[1]])
         });
         for a in 0..stride[0] {
             for b in 0..stride[1] {
@@ -111,7 +115,7 @@ impl PackedDeconv {
                 let conv = (m > 0 && n > 0 && stacked.is_none()).then(|| {
                     let mut k = Vec::with_capacity(c_out * c_in * m * n);
                     phase_weights(a, b, [m, n], &mut k);
-                    PackedConv::new(phase_spec(c_out, [m, n], pad_after), &k, Clamp::NONE, isa)
+                    PackedConv::plan_without_winograd(phase_spec(c_out, [m, n], pad_after), &k, isa, input_hw[0], input_hw[1], choice)
                 });
                 phases.push(Phase { a, b, conv, qh, qw });
             }
@@ -271,7 +275,7 @@ pub fn reference(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::cpu_kernels::conv::serial;
+    use crate::engine::cpu_kernels::spec::serial;
     use crate::rng::SplitMix64;
 
     #[test]
@@ -293,7 +297,7 @@ mod tests {
             let bias: Vec<f32> = (0..c_out).map(|_| rng.unit_f32() - 0.5).collect();
             let want = reference(c_in, c_out, k, s, p, hw, [oh, ow], &input, &weights, &bias);
             for isa in Isa::available() {
-                let d = PackedDeconv::new(c_in, c_out, k, s, p, hw, [oh, ow], &weights, isa);
+                let d = PackedDeconv::new(c_in, c_out, k, s, p, hw, [oh, ow], &weights, isa, &KernelChoice::default());
                 let mut got = vec![f32::NAN; c_out * oh * ow];
                 d.run(&input, &bias, &mut got, &serial);
                 for (i, (a, b)) in got.iter().zip(&want).enumerate() {

@@ -12,7 +12,7 @@
 
 #![cfg(target_arch = "x86_64")]
 
-use super::conv::Clamp;
+use super::spec::Clamp;
 use std::arch::x86_64::*;
 
 /// Repeats a block with `$v` bound to each listed constant.
@@ -41,9 +41,9 @@ thread_local! {
 
 impl BlockedDw {
     /// `weights` as [channel][kh][kw].
-    /// `None` unless the column stride is 1 or 2.
+    /// `None` unless the column stride is 1 or 2 (`supports`).
     pub fn new(channels: usize, kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2], pad_before: [usize; 2], weights: &[f32]) -> Option<BlockedDw> {
-        if !(1..=2).contains(&stride[1]) {
+        if !BlockedDw::supports(stride) {
             return None;
         }
         let taps = kernel[0] * kernel[1];
@@ -56,6 +56,11 @@ impl BlockedDw {
             }
         }
         Some(BlockedDw { channels, kernel, stride, dilation, pad_before, weights: w })
+    }
+
+    /// Whether `new` takes a convolution of this stride.
+    pub fn supports(stride: [usize; 2]) -> bool {
+        (1..=2).contains(&stride[1])
     }
 
     pub fn blocks(&self) -> usize {
@@ -381,12 +386,13 @@ unsafe fn transpose16(r: &mut [__m512; 16]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::cpu_kernels::conv::{reference, ConvSpec};
+    use crate::engine::cpu_kernels::choice::avx512_or_skip;
+    use crate::engine::cpu_kernels::spec::{reference, ConvSpec};
     use crate::rng::SplitMix64;
 
     #[test]
     fn transpose16_transposes() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
+        if !avx512_or_skip("dw_blocked::transpose16_transposes") {
             return;
         }
         let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
@@ -413,8 +419,7 @@ mod tests {
     /// dilations, uneven padding, narrow and wide maps.
     #[test]
     fn matches_reference_over_random_shapes() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("no AVX-512 here: nothing to test");
+        if !avx512_or_skip("dw_blocked::matches_reference_over_random_shapes") {
             return;
         }
         let mut rng = SplitMix64(41);

@@ -8,7 +8,7 @@
 
 #![cfg(target_arch = "x86_64")]
 
-use super::conv::Clamp;
+use super::spec::Clamp;
 use std::arch::x86_64::*;
 
 /// One depthwise convolution's geometry, the same for every channel.
@@ -30,10 +30,10 @@ pub struct DirectDw {
 }
 
 impl DirectDw {
-    /// `None` unless the horizontal stride is 1 or 2.
+    /// `None` unless the horizontal stride is 1 or 2 and the output is not empty (`supports`).
     #[allow(clippy::too_many_arguments)]
     pub fn new(h: usize, w: usize, oh: usize, ow: usize, kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2], pad_before: [usize; 2]) -> Option<DirectDw> {
-        if !(1..=2).contains(&stride[1]) || ow == 0 || oh == 0 {
+        if !DirectDw::supports(oh, ow, stride) {
             return None;
         }
         let s2 = stride[1] == 2;
@@ -60,6 +60,11 @@ impl DirectDw {
             s2,
             taps,
         })
+    }
+
+    /// Whether `new` takes a convolution of this output size and stride.
+    pub fn supports(oh: usize, ow: usize, stride: [usize; 2]) -> bool {
+        (1..=2).contains(&stride[1]) && ow > 0 && oh > 0
     }
 
     /// One channel: `src` is its h x w plane, `wts` its kh x kw kernel, `dst` its oh x ow plane.
@@ -166,15 +171,15 @@ impl DirectDw {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::cpu_kernels::conv::{reference, ConvSpec};
+    use crate::engine::cpu_kernels::choice::avx512_or_skip;
+    use crate::engine::cpu_kernels::spec::{reference, ConvSpec};
     use crate::rng::SplitMix64;
 
     /// Every kernel size (not only the 3x3 the engine picks it for), strides 1-2 per axis,
     /// dilations, uneven padding, maps narrower and wider than a vector.
     #[test]
     fn matches_reference_over_random_shapes() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("no AVX-512 here: nothing to test");
+        if !avx512_or_skip("dw_direct::matches_reference_over_random_shapes") {
             return;
         }
         let mut rng = SplitMix64(29);

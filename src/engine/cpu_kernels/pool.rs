@@ -215,6 +215,20 @@ pub fn parallel(n: usize, f: &(dyn Fn(usize) + Sync)) {
     }
 }
 
+/// Runs `f(start, part)` over `out` cut into parts of whole `unit`s, `start` being the part's
+/// offset in `out`: up to 16 parts over the worker pool when `out` is large, else one.
+pub fn split_out<U: Send>(out: &mut [U], unit: usize, f: &(dyn Fn(usize, &mut [U]) + Sync)) {
+    let (len, units) = (out.len(), out.len().div_ceil(unit.max(1)));
+    let tasks = if len >= 1 << 15 { units.min(16) } else { 1 };
+    let dst = super::spec::SendPtr(out.as_mut_ptr() as *mut f32);
+    parallel(tasks, &|t: usize| {
+        let (c0, c1) = ((t * units / tasks * unit).min(len), ((t + 1) * units / tasks * unit).min(len));
+        // SAFETY: the parts are disjoint ranges of `out`.
+        let part = unsafe { std::slice::from_raw_parts_mut((dst.get() as *mut U).add(c0), c1 - c0) };
+        f(c0, part);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,7 +56,7 @@ pub fn resize_planes(input: &[f32], planes: usize, h: usize, w: usize, rows: &Ax
         return;
     }
     // Planes split over the worker pool (in whole planes, so the arithmetic is the same).
-    super::split_out(out, oh * ow, &|start, part: &mut [f32]| {
+    super::pool::split_out(out, oh * ow, &|start, part: &mut [f32]| {
         let p0 = start / (oh * ow);
         let mut row = vec![0f32; w];
         for (src, dst) in input[p0 * h * w..].chunks_exact(h * w).zip(part.chunks_exact_mut(oh * ow)) {
@@ -205,6 +205,8 @@ mod tests {
             assert_eq!(got, reference(&input, planes, h, w, &rows, &cols));
         }
         crate::engine::cpu_kernels::pool::set_threads(1).unwrap();
+        // The above ran the path this CPU takes; say so when that left the AVX-512 gathers out.
+        crate::engine::cpu_kernels::choice::avx512_or_skip("resize: the AVX-512 gather path of equals_two_pass_resampling_bitwise");
     }
 
     #[test]

@@ -10,13 +10,14 @@
 //!    phases 0..1 at t + 1). V[xi] is stored in panels of 16 tiles x all input channels, so
 //!    a product's tile reads a few sequential streams, not one per input channel;
 //! 2. 36 matrix products M[xi] = U[xi] (c_out x c_in) . V[xi] (c_in x tiles), run as 1x1
-//!    convolutions by `conv`'s micro-kernels with the tiles as positions;
+//!    convolutions by `direct`'s micro-kernels with the tiles as positions;
 //! 3. output transform: A^T M A per tile, bias and clamp, columns interleaved back into rows.
 //!
 //! The transforms use the points 0, +-1, +-2, +-1/2 (largest coefficient 8): against the direct
 //! reference the error stayed below 1e-5 of the sums' scale (tests below, limit 2e-5).
 
-use super::conv::{Clamp, ConvSpec, Ctx, Isa, PackedConv, SendPtr};
+use super::direct::{Ctx, DirectConv};
+use super::spec::{unaliased, Clamp, ConvSpec, Isa, SendPtr};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
@@ -37,7 +38,7 @@ const G: [[f64; 3]; T] = [
 pub struct Winograd {
     spec: ConvSpec,
     /// U[xi] as a c_out x c_in pointwise convolution, xi = 6 i + j.
-    gemm: Vec<PackedConv>,
+    gemm: Vec<DirectConv>,
 }
 
 thread_local! {
@@ -80,14 +81,14 @@ impl Layout {
     /// Floats from one channel's tiles to the next in M (one vector of slack for the last
     /// row's full-vector reads, unaliased).
     fn m_stride(&self) -> usize {
-        super::conv::unaliased(self.npos() + 16)
+        unaliased(self.npos() + 16)
     }
 }
 
 impl Winograd {
     /// `None` unless the convolution is dense 3x3, stride 1, dilation 1, and AVX-512 is in use.
     pub fn new(spec: &ConvSpec, weights: &[f32], isa: Isa) -> Option<Winograd> {
-        if isa != Isa::Avx512 || !dense_3x3_unit(spec) {
+        if !Winograd::supports(spec, isa) {
             return None;
         }
         let (ci, co) = (spec.c_in, spec.c_out);
@@ -110,8 +111,13 @@ impl Winograd {
             }
         }
         let pointwise = ConvSpec { c_in: ci, c_out: co, group: 1, kernel: [1, 1], stride: [1, 1], dilation: [1, 1], pad_before: [0, 0], pad_after: [0, 0] };
-        let gemm = u.iter().map(|u| PackedConv::new(pointwise.clone(), u, Clamp::NONE, isa)).collect();
+        let gemm = u.iter().map(|u| DirectConv::new(pointwise.clone(), u, isa)).collect();
         Some(Winograd { spec: spec.clone(), gemm })
+    }
+
+    /// Whether `new` takes the convolution: dense 3x3, stride 1, dilation 1, on AVX-512.
+    pub fn supports(spec: &ConvSpec, isa: Isa) -> bool {
+        isa == Isa::Avx512 && dense_3x3_unit(spec)
     }
 
     /// Whether F(4x4, 3x3) pays on an `h` x `w` input (measured with `examples/conv_shapes`):
@@ -124,7 +130,7 @@ impl Winograd {
         dense_3x3_unit(spec) && ci * co >= 32 * (ci + co) && Layout::new(spec, h, w).is_some_and(|l| l.nty * l.ntx >= 32)
     }
 
-    /// Same contract as `PackedConv::run`, on the transformed weights: the three steps, each
+    /// Same contract as `DirectConv::run`, on the transformed weights: the three steps, each
     /// split over the pool. (Blocks of tile rows kept in L2 measured slower: every block
     /// re-reads all of U, 2.4 MB at 128 channels.)
     pub fn run(&self, input: &[f32], h: usize, w: usize, bias: &[f32], clamp: Clamp, out: &mut [f32], par: &dyn Fn(usize, &(dyn Fn(usize) + Sync))) {
@@ -409,10 +415,10 @@ mod tests {
 
     #[test]
     fn matches_direct_reference_over_random_shapes() {
-        let Some(isa) = Isa::fast().filter(|i| *i == Isa::Avx512) else {
-            eprintln!("no AVX-512: Winograd not used on this CPU");
+        if !super::super::choice::avx512_or_skip("winograd::matches_direct_reference_over_random_shapes") {
             return;
-        };
+        }
+        let isa = Isa::Avx512;
         let mut rng = SplitMix64(11);
         // The second is large enough for streaming stores into V.
         let mut cases = vec![(16, 16, 8, 8, [1, 1], [1, 1], Clamp::NONE), (64, 40, 62, 126, [1, 1], [1, 1], Clamp { lo: 0.0, hi: f32::INFINITY })];
@@ -429,12 +435,12 @@ mod tests {
             let input: Vec<f32> = (0..ci * h * w).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
             let weights: Vec<f32> = (0..co * ci * 9).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
             let bias: Vec<f32> = (0..co).map(|_| rng.unit_f32() - 0.5).collect();
-            let want = super::super::conv::reference(&spec, &input, h, w, &weights, &bias, clamp);
+            let want = super::super::spec::reference(&spec, &input, h, w, &weights, &bias, clamp);
             let wg = Winograd::new(&spec, &weights, isa).unwrap();
             let mut got = vec![f32::NAN; co * oh * ow];
             wg.run(&input, h, w, &bias, clamp, &mut got, &two_threads);
             // The scale of the sums before any clamp: the transforms' rounding follows it.
-            let unclamped = super::super::conv::reference(&spec, &input, h, w, &weights, &bias, Clamp::NONE);
+            let unclamped = super::super::spec::reference(&spec, &input, h, w, &weights, &bias, Clamp::NONE);
             let scale = unclamped.iter().fold(1f32, |m, x| m.max(x.abs()));
             let err = want.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             // Products of up to 9 * 40 terms of size 1: f32 rounding in the transforms adds a few ulps of the scale.
@@ -444,7 +450,7 @@ mod tests {
 
     #[test]
     fn phases_round_trip() {
-        if Isa::fast() != Some(Isa::Avx512) {
+        if !super::super::choice::avx512_or_skip("winograd::phases_round_trip") {
             return;
         }
         // A row of 100 with 3 zeros of padding on the left, zeros after it.
