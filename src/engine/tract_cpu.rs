@@ -241,41 +241,14 @@ impl TractEngine {
         for _ in 0..runs {
             self.state
                 .run_plan_with_eval(tvec!(t.clone().into()), |ctx, state, node, inputs| {
-                    let start = thread_cpu_seconds();
+                    let start = crate::stats::thread_cpu_seconds();
                     let r = tract_onnx::tract_core::plan::eval(ctx, state, node, inputs);
-                    times[node.id].seconds += thread_cpu_seconds() - start;
+                    times[node.id].seconds += crate::stats::thread_cpu_seconds() - start;
                     r
                 })
                 .map_err(|e| anyhow::anyhow!("inference failed: {e:#}"))?;
         }
         Ok(times)
-    }
-}
-
-/// CPU time of the calling thread (profiles on a shared machine; with 1 thread all work runs
-/// on it). Linux only; elsewhere wall time.
-pub(crate) fn thread_cpu_seconds() -> f64 {
-    #[cfg(target_os = "linux")]
-    {
-        #[repr(C)]
-        struct Timespec {
-            sec: i64,
-            nsec: i64,
-        }
-        extern "C" {
-            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-        }
-        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-        let mut t = Timespec { sec: 0, nsec: 0 };
-        // SAFETY: clock_gettime only writes the struct it is given.
-        unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
-        t.sec as f64 + t.nsec as f64 * 1e-9
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        use std::sync::OnceLock;
-        static START: OnceLock<std::time::Instant> = OnceLock::new();
-        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
     }
 }
 

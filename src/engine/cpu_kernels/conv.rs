@@ -417,7 +417,7 @@ mod tests {
     }
 
     // CPU time of this thread: the machine is shared, and wall time counts other processes.
-    use crate::engine::tract_cpu::thread_cpu_seconds;
+    use crate::stats::thread_cpu_seconds;
 
     /// `cargo test --release --lib cpu_kernels -- --ignored --nocapture`: GMAC/s per shape
     /// (thread CPU time, Linux x86_64).
