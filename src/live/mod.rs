@@ -19,7 +19,10 @@
 //! newest results and shows how old they are.
 
 pub mod capture;
+pub mod compose;
 pub mod hud;
+#[cfg(feature = "panels")]
+pub mod panels;
 pub mod slot;
 #[cfg(feature = "desktop")]
 pub mod ui;

@@ -1,24 +1,26 @@
-//! The window (eframe, wgpu renderer): the newest frame with the newest results drawn over it
-//! by the shared renderer (`render::draw`, the same as headless output), a HUD, and controls.
+//! The desktop window (eframe, wgpu renderer): the newest frame with the newest results drawn
+//! over it by the shared renderer (`render::draw`, the same as headless output; the composition
+//! step is `live::compose`, shared with the Android app), a HUD, and controls (source, camera
+//! size, models, backend: tract on the CPU or the wgpu compute shaders, thresholds, pause,
+//! screenshot, record). The HUD grid and the controls both windows have are `live::panels`.
 //!
 //! The frame is shown at one screen pixel per frame pixel when it fits, so a screenshot of the
 //! image region has the frame's size. Screenshots are read back from the window itself
 //! (`ViewportCommand::Screenshot`), not re-rendered.
 
 use super::capture::{self, CameraEntry, SourceSpec};
-use super::hud::{Hud, HudFigures, P50P95};
+use super::compose::{self, Composer, ShownFrames};
+use super::hud::HudFigures;
+use super::panels::{self, BannerSize, Models, Row};
 use super::worker::{Kind, ModelResult};
 use super::{LiveOptions, Shared};
-use crate::engine::Backend;
-use crate::catalog::{models_dir, Catalog, Task};
 use crate::frame::Frame;
-use crate::render::{self, Overlay, Style};
+use crate::render::{self, Style};
 use crate::video_writer::VideoWriter;
 use anyhow::{anyhow, Result};
 use eframe::egui::{self, Color32, ColorImage, RichText, TextureHandle, TextureOptions};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,6 +28,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const PANEL_WIDTH: f32 = 340.0;
 const RESOLUTIONS: [(u32, u32); 4] = [(640, 480), (1280, 720), (1920, 1080), (320, 240)];
+const BANNER: BannerSize = BannerSize { font: 18.0, margin: 20.0, padding: 10.0, rounding: 6.0 };
+/// The HUD's latency rows: every stage from capture to screen.
+const HUD_ROWS: [Row; 6] = [
+    ("capture -> start", |s| s.wait),
+    ("preprocess", |s| s.preprocess),
+    ("inference", |s| s.inference),
+    ("decode", |s| s.decode),
+    ("result -> screen", |s| s.to_screen),
+    ("capture -> screen", |s| s.e2e),
+];
 
 /// Opens the window and runs until it closes. Ok(Some(problem)) when the run ended but did not
 /// do what was asked (e.g. the screenshot could not be taken).
@@ -60,29 +72,6 @@ pub fn run_window(shared: Arc<Shared>, opts: &LiveOptions) -> Result<Option<Stri
     result.map_err(|e| anyhow!("cannot open the live window: {e}"))?;
     let p = problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(p)
-}
-
-/// What is on screen now.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct ShownKey {
-    frame: u64,
-    pose: u64,
-    seg: u64,
-    style_version: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct ShownFrames {
-    /// Sequence number over the run and index in the source of the frame on screen.
-    pub frame_seq: u64,
-    pub frame_index: u64,
-    /// The frames whose results are drawn over it (None: no result drawn).
-    pub pose_frame_index: Option<u64>,
-    pub seg_frame_index: Option<u64>,
-    pub pose_frames_behind: Option<u64>,
-    pub seg_frames_behind: Option<u64>,
-    pub width: usize,
-    pub height: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,19 +128,9 @@ struct LiveApp {
     shared: Arc<Shared>,
     opts: LiveOptions,
     problem: Arc<std::sync::Mutex<Option<String>>>,
-    style: Style,
-    style_version: u64,
+    /// The composed picture, what is on screen, the HUD figures.
+    composer: Composer,
     texture: Option<TextureHandle>,
-    composed: Option<Frame>,
-    shown_key: ShownKey,
-    shown: ShownFrames,
-    shown_pose_seq: u64,
-    shown_seg_seq: u64,
-    shown_pose_results: u64,
-    shown_seg_results: u64,
-    /// Source frames shown so far.
-    frames_shown: u64,
-    hud: Hud,
     started: Instant,
     limit_reached_at: Option<Instant>,
     /// Set once the run is ending: no more updates to the image (so the screenshot shows it).
@@ -166,18 +145,7 @@ struct LiveApp {
     cameras: Vec<CameraEntry>,
     camera_error: Option<String>,
     resolution: (u32, u32),
-    pose_models: Vec<String>,
-    seg_models: Vec<String>,
-}
-
-fn models_for(task: Task) -> Vec<String> {
-    let dir = models_dir();
-    Catalog::builtin()
-        .models
-        .iter()
-        .filter(|m| m.task == task && dir.join(&m.file).is_file())
-        .map(|m| m.name.clone())
-        .collect()
+    models: Models,
 }
 
 fn unix_secs() -> u64 {
@@ -191,18 +159,8 @@ impl LiveApp {
             SourceSpec::File(_) => (1280, 720),
         };
         let mut app = LiveApp {
-            style: opts.style,
-            style_version: 0,
+            composer: Composer::new(opts.style),
             texture: None,
-            composed: None,
-            shown_key: ShownKey::default(),
-            shown: ShownFrames::default(),
-            shown_pose_seq: 0,
-            shown_seg_seq: 0,
-            shown_pose_results: 0,
-            shown_seg_results: 0,
-            frames_shown: 0,
-            hud: Hud::default(),
             started: Instant::now(),
             limit_reached_at: None,
             frozen: false,
@@ -216,8 +174,7 @@ impl LiveApp {
             cameras: Vec::new(),
             camera_error: None,
             resolution,
-            pose_models: models_for(Task::Pose),
-            seg_models: models_for(Task::Segmentation),
+            models: Models::installed(),
             shared,
             opts,
             problem,
@@ -246,100 +203,37 @@ impl LiveApp {
         }
     }
 
-    /// Folds the other threads' timing events into the HUD.
-    fn drain_events(&mut self) {
-        for e in self.shared.take_events() {
-            self.hud.absorb(e);
-        }
-    }
-
-    /// Composes the newest frame with the newest results when anything changed; returns the
-    /// frame and results that became visible for latency accounting.
+    /// Composes the newest frame with the newest results when anything changed (nothing once
+    /// the run is ending, so the final screenshot shows what was composed last), uploads it,
+    /// and feeds the recording and the window size.
     fn compose(&mut self, ctx: &egui::Context) {
-        if self.frozen || self.shared.paused.load(Ordering::SeqCst) && self.composed.is_some() {
-            return;
-        }
-        let (fseq, frame) = self.shared.frames.latest();
-        let (pseq, pose) = self.shared.pose_out.latest();
-        let (sseq, seg) = self.shared.seg_out.latest();
-        let key = ShownKey { frame: fseq, pose: pseq, seg: sseq, style_version: self.style_version };
-        if key == self.shown_key {
-            return;
-        }
-        let Some(captured) = frame else { return };
-        let size = (captured.frame.width, captured.frame.height);
-        // Results of a frame of another size (the source changed) are not drawn.
-        let fits = |r: &Option<Arc<ModelResult>>| r.as_ref().filter(|r| r.frame_size == size).cloned();
-        let (pose, seg) = (fits(&pose), fits(&seg));
-        let mut image = captured.frame.clone();
-        let overlay = Overlay {
-            people: pose.as_ref().map(|p| &p.people[..]).unwrap_or(&[]),
-            schema: pose.as_ref().and_then(|p| p.schema),
-            mask: seg.as_ref().and_then(|s| s.mask.as_ref()),
-            classes: seg.as_ref().and_then(|s| s.classes.as_ref()),
-        };
-        render::draw(&mut image, &overlay, &self.style);
-        let colour = ColorImage::from_rgb([image.width, image.height], &image.rgb);
-        match &mut self.texture {
-            Some(t) => t.set(colour, TextureOptions::NEAREST),
-            None => self.texture = Some(ctx.load_texture("frame", colour, TextureOptions::NEAREST)),
-        }
-        let now = Instant::now();
+        let texture = &mut self.texture;
+        let shown = self.composer.compose(&self.shared, self.frozen, |image| panels::upload(ctx, texture, image, TextureOptions::NEAREST));
+        let Some(shown) = shown else { return };
         if self.record_pending {
             // --record: from the first frame on.
             self.record_pending = false;
-            self.composed = Some(image.clone());
             self.start_recording();
         }
-        if fseq != self.shown_key.frame {
-            self.frames_shown += 1;
-            self.hud.display.tick(now);
-            self.hud.frame_to_screen.add(now, now - captured.at);
+        let Some(image) = self.composer.image() else { return };
+        let size = (image.width, image.height);
+        if shown.new_frame {
             if let Some(r) = &mut self.recorder {
                 if r.size == size {
-                    r.push(&image);
+                    r.push(image);
                 } else {
                     self.message = Some("recording stopped: the frame size changed".into());
                     self.stop_recording();
                 }
             }
         }
-        self.account(&pose, Kind::Pose, now);
-        self.account(&seg, Kind::Seg, now);
-        self.shown = ShownFrames {
-            frame_seq: captured.seq,
-            frame_index: captured.frame.index,
-            pose_frame_index: pose.as_ref().map(|p| p.source_index),
-            seg_frame_index: seg.as_ref().map(|s| s.source_index),
-            pose_frames_behind: pose.as_ref().map(|p| captured.seq.saturating_sub(p.seq)),
-            seg_frames_behind: seg.as_ref().map(|s| captured.seq.saturating_sub(s.seq)),
-            width: image.width,
-            height: image.height,
-        };
-        self.shown_key = key;
-        let old = self.composed.replace(image).map(|f| (f.width, f.height));
-        if old.is_some() && old != Some(size) {
+        if shown.resized {
             // The source changed size: fit the window to it.
             let ppp = ctx.pixels_per_point();
             ctx.send_viewport_cmd(egui::ViewportCommand::InnerSize(egui::vec2(
                 size.0 as f32 / ppp + PANEL_WIDTH,
                 (size.1 as f32 / ppp).max(720.0),
             )));
-        }
-    }
-
-    /// First time a result is on screen: its end-to-end and result-to-screen latency.
-    fn account(&mut self, r: &Option<Arc<ModelResult>>, kind: Kind, now: Instant) {
-        let Some(r) = r else { return };
-        let (last, count, stages) = match kind {
-            Kind::Pose => (&mut self.shown_pose_seq, &mut self.shown_pose_results, &mut self.hud.pose),
-            Kind::Seg => (&mut self.shown_seg_seq, &mut self.shown_seg_results, &mut self.hud.seg),
-        };
-        if r.seq != *last {
-            *last = r.seq;
-            *count += 1;
-            stages.to_screen.add(now, now - r.finished);
-            stages.e2e.add(now, now - r.captured_at);
         }
     }
 
@@ -353,7 +247,7 @@ impl LiveApp {
     }
 
     fn start_recording(&mut self) {
-        let Some(f) = &self.composed else {
+        let Some(f) = self.composer.image() else {
             self.message = Some("nothing to record yet".into());
             return;
         };
@@ -438,7 +332,7 @@ impl LiveApp {
         if let Some(m) = &self.message {
             eprintln!("{m}");
         }
-        let run = self.hud.run();
+        let run = self.composer.hud.run();
         let wall = self.started.elapsed().as_secs_f64();
         print_summary(&run, wall);
         if let Some(path) = self.opts.stats.clone() {
@@ -446,8 +340,8 @@ impl LiveApp {
                 source: self.shared.source_info().map(|i| i.description).unwrap_or_default(),
                 wall_time_s: wall,
                 run,
-                window: self.hud.window(Instant::now()),
-                shown: self.shown.clone(),
+                window: self.composer.hud.window(Instant::now()),
+                shown: self.composer.shown().clone(),
                 screenshot: self.opts.screenshot.as_ref().map(|p| p.display().to_string()),
             };
             let written = serde_json::to_vec_pretty(&report)
@@ -464,16 +358,14 @@ impl LiveApp {
     /// on screen, then take the final screenshot and close.
     fn check_limit(&mut self, ctx: &egui::Context) {
         let Some(limit) = self.opts.frames else { return };
-        if self.closing || self.frozen || self.frames_shown < limit {
+        if self.closing || self.frozen || self.composer.frames_shown() < limit {
             return;
         }
         let reached = *self.limit_reached_at.get_or_insert_with(Instant::now);
         // Each enabled model has had two results on screen (so its rate is defined), or failed.
-        let results_shown = |kind: Kind| match kind {
-            Kind::Pose => self.shown_pose_results,
-            Kind::Seg => self.shown_seg_results,
+        let wants = |kind: Kind| {
+            self.shared.config(kind).model.is_none() || self.shared.worker_failed(kind) || self.composer.results_shown(kind) >= 2
         };
-        let wants = |kind: Kind| self.shared.config(kind).model.is_none() || self.shared.worker_failed(kind) || results_shown(kind) >= 2;
         let ready = wants(Kind::Pose) && wants(Kind::Seg);
         if !ready && reached.elapsed() < Duration::from_secs(30) {
             return;
@@ -488,53 +380,31 @@ impl LiveApp {
 
     fn hud_ui(&mut self, ui: &mut egui::Ui) {
         let now = Instant::now();
-        let f = self.hud.window(now);
+        let f = self.composer.hud.window(now);
         ui.heading("HUD");
         ui.label(format!(
             "camera {:.1} fps   inference {:.1} fps   display {:.1} fps",
             f.camera_fps, f.inference_fps, f.display_fps
         ));
         ui.label(RichText::new(format!("last {} s: p50 / p95 in ms", super::hud::WINDOW.as_secs())).small());
-        let cell = |p: &P50P95| if p.count == 0 { "-".to_string() } else { format!("{:.1} / {:.1}", p.p50_ms, p.p95_ms) };
-        egui::Grid::new("hud").striped(true).num_columns(3).show(ui, |ui| {
-            ui.label("stage");
-            ui.label("pose");
-            ui.label("segmentation");
-            ui.end_row();
-            let rows: [(&str, fn(&super::hud::StageFigures) -> P50P95); 6] = [
-                ("capture -> start", |s| s.wait),
-                ("preprocess", |s| s.preprocess),
-                ("inference", |s| s.inference),
-                ("decode", |s| s.decode),
-                ("result -> screen", |s| s.to_screen),
-                ("capture -> screen", |s| s.e2e),
-            ];
-            for (name, get) in rows {
-                ui.label(name);
-                ui.label(f.pose.as_ref().map(|s| cell(&get(s))).unwrap_or("-".into()));
-                ui.label(f.seg.as_ref().map(|s| cell(&get(s))).unwrap_or("-".into()));
-                ui.end_row();
-            }
-            ui.label("model fps");
-            ui.label(f.pose.as_ref().map(|s| format!("{:.1}", s.fps)).unwrap_or("-".into()));
-            ui.label(f.seg.as_ref().map(|s| format!("{:.1}", s.fps)).unwrap_or("-".into()));
-            ui.end_row();
-        });
-        ui.label(format!("frame capture -> screen {}", cell(&f.frame_to_screen)));
-        ui.label(format!("UI update {}", cell(&f.ui_update)));
+        panels::latency_grid(ui, &f, ["stage".into(), "pose".into(), "segmentation".into()], &HUD_ROWS, 1, true);
+        ui.label(format!("frame capture -> screen {}", panels::cell(&f.frame_to_screen, 1)));
+        ui.label(format!("UI update {}", panels::cell(&f.ui_update, 1)));
         let age = |name: &str, behind: Option<u64>, seq: u64, which: &Option<Arc<ModelResult>>| match (behind, which) {
             (Some(b), Some(r)) => format!("{name} result: {b} frames, {:.0} ms old", now.duration_since(r.captured_at).as_secs_f64() * 1000.0),
             _ => format!("{name} result: none{}", if seq == 0 { "" } else { " yet" }),
         };
         let pose = self.shared.pose_out.latest();
         let seg = self.shared.seg_out.latest();
-        ui.label(age("pose", self.shown.pose_frames_behind, pose.0, &pose.1));
-        if let Some(r) = pose.1.as_ref().filter(|_| self.shown.pose_frame_index.is_some()) {
+        let shown = self.composer.shown();
+        let style = self.composer.style();
+        ui.label(age("pose", shown.pose_frames_behind, pose.0, &pose.1));
+        if let Some(r) = pose.1.as_ref().filter(|_| shown.pose_frame_index.is_some()) {
             // Per person: colour as drawn, person score, joints at or above the joint threshold
             // and their mean confidence.
             for (i, person) in r.people.iter().enumerate() {
                 let c = render::PERSON_COLOURS[i % render::PERSON_COLOURS.len()];
-                let shown: Vec<f32> = person.keypoints.iter().map(|k| k.score).filter(|&s| s >= self.style.keypoint_threshold).collect();
+                let shown: Vec<f32> = person.keypoints.iter().map(|k| k.score).filter(|&s| s >= style.keypoint_threshold).collect();
                 let mean = if shown.is_empty() { 0.0 } else { shown.iter().sum::<f32>() / shown.len() as f32 };
                 let text = format!(
                     "person {}: score {:.2}, {}/{} joints, mean joint confidence {:.2}",
@@ -551,9 +421,9 @@ impl LiveApp {
                 });
             }
         }
-        ui.label(age("segmentation", self.shown.seg_frames_behind, seg.0, &seg.1));
+        ui.label(age("segmentation", shown.seg_frames_behind, seg.0, &seg.1));
         if let Some(r) = &seg.1 {
-            legend(ui, r, &self.style);
+            legend(ui, r, style);
         }
     }
 
@@ -579,11 +449,7 @@ impl LiveApp {
         }
         ui.horizontal(|ui| {
             let mut res = self.resolution;
-            egui::ComboBox::from_label("resolution").selected_text(format!("{}x{}", res.0, res.1)).show_ui(ui, |ui| {
-                for r in RESOLUTIONS {
-                    ui.selectable_value(&mut res, r, format!("{}x{}", r.0, r.1));
-                }
-            });
+            panels::resolution_picker(ui, "resolution", &RESOLUTIONS, &mut res);
             if res != self.resolution {
                 self.resolution = res;
                 if let SourceSpec::Camera { index, .. } = spec {
@@ -597,61 +463,11 @@ impl LiveApp {
         if let Some(e) = &self.camera_error {
             ui.label(RichText::new(format!("cameras: {e}")).small());
         }
-        for (kind, label) in [(Kind::Pose, "pose model"), (Kind::Seg, "segmentation")] {
-            let mut c = self.shared.config(kind);
-            let models = if kind == Kind::Pose { &self.pose_models } else { &self.seg_models };
-            let mut model = c.model.clone();
-            egui::ComboBox::from_label(label).selected_text(model.clone().unwrap_or("none".into())).show_ui(ui, |ui| {
-                for m in models {
-                    ui.selectable_value(&mut model, Some(m.clone()), m);
-                }
-                ui.selectable_value(&mut model, None, "none");
-            });
-            if model != c.model {
-                c.model = model;
-                c.file = None; // a file given on the command line belongs to the model it was given for
-                self.shared.set_config(kind, c);
-            }
-            if let Some(s) = self.shared.worker_status(kind) {
-                ui.label(RichText::new(s).color(Color32::YELLOW));
-            }
-        }
-        let current = self.shared.config(Kind::Pose).backend;
-        let mut backend = current;
-        let label = |b: Backend| match b {
-            Backend::Cpu => "cpu (tract)",
-            Backend::Gpu => "gpu (wgpu shaders)",
-            Backend::Auto => "auto",
-        };
-        egui::ComboBox::from_label("backend").selected_text(label(current)).show_ui(ui, |ui| {
-            for b in [Backend::Cpu, Backend::Gpu, Backend::Auto] {
-                ui.selectable_value(&mut backend, b, label(b));
-            }
-        });
-        if backend != current {
-            // Both workers replan on the new backend; a failure (no adapter) shows as their status.
-            for kind in [Kind::Pose, Kind::Seg] {
-                let mut c = self.shared.config(kind);
-                c.backend = backend;
-                self.shared.set_config(kind, c);
-            }
-        }
-        let mut pose = self.shared.config(Kind::Pose);
-        if ui.add(egui::Slider::new(&mut pose.person_threshold, 0.0..=1.0).text("person threshold")).changed() {
-            self.shared.set_config(Kind::Pose, pose);
-        }
-        let mut style = self.style;
-        ui.add(egui::Slider::new(&mut style.keypoint_threshold, 0.0..=1.0).text("joint threshold"));
-        ui.add(egui::Slider::new(&mut style.mask_opacity, 0.0..=1.0).text("mask opacity"));
-        if style.keypoint_threshold != self.style.keypoint_threshold || style.mask_opacity != self.style.mask_opacity {
-            self.style = style;
-            self.style_version += 1;
-        }
+        panels::model_pickers(ui, &self.shared, &self.models, ["pose model", "segmentation"]);
+        panels::backend_picker(ui, &self.shared);
+        panels::thresholds(ui, &self.shared, &mut self.composer, ["person threshold", "joint threshold", "mask opacity"]);
         ui.horizontal(|ui| {
-            let mut paused = self.shared.paused.load(Ordering::SeqCst);
-            if ui.checkbox(&mut paused, "pause").changed() {
-                self.shared.paused.store(paused, Ordering::SeqCst);
-            }
+            panels::pause(ui, &self.shared);
             if ui.button("screenshot").on_hover_text("saves the image region of this window as edgesight-<time>.png").clicked() {
                 self.request_shot(ctx, ShotPurpose::Button);
             }
@@ -672,9 +488,7 @@ impl LiveApp {
         if let Some(m) = &self.message {
             ui.label(RichText::new(m).small());
         }
-        if let Some(i) = self.shared.source_info() {
-            ui.label(RichText::new(&i.description).small());
-        }
+        panels::source_description(ui, &self.shared);
     }
 
     fn opts_file(&self) -> Option<PathBuf> {
@@ -688,7 +502,7 @@ impl LiveApp {
         let ppp = ui.ctx().pixels_per_point();
         let avail = ui.available_rect_before_wrap();
         let error = self.shared.source_error();
-        match (&self.texture, &self.composed) {
+        match (&self.texture, self.composer.image()) {
             (Some(t), Some(f)) => {
                 // One screen pixel per frame pixel when it fits, else scaled down to fit.
                 let full = egui::vec2(f.width as f32 / ppp, f.height as f32 / ppp);
@@ -696,19 +510,19 @@ impl LiveApp {
                 let min_px = (avail.min.to_vec2() * ppp).round();
                 let min = egui::pos2(min_px.x / ppp, min_px.y / ppp);
                 let rect = egui::Rect::from_min_size(min, full * scale);
-                ui.painter().image(t.id(), rect, egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)), Color32::WHITE);
+                panels::paint_frame(ui, t, rect);
                 let size_px = ((full * scale) * ppp).round();
                 self.shot_rect_px = Some([min_px.x as usize, min_px.y as usize, size_px.x as usize, size_px.y as usize]);
                 if let Some(e) = &error {
-                    banner(ui, rect, e);
+                    panels::banner(ui, rect, e, BANNER);
                 }
             }
             _ => {
                 let text = match &error {
                     Some(e) => e.clone(),
-                    None => format!("waiting for {} ...", self.shared.source().1.describe()),
+                    None => compose::waiting_message(&self.shared),
                 };
-                banner(ui, avail, &text);
+                panels::banner(ui, avail, &text, BANNER);
             }
         }
     }
@@ -717,35 +531,24 @@ impl LiveApp {
 impl eframe::App for LiveApp {
     fn update(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         let t0 = Instant::now();
-        self.hud.repaints.tick(t0);
-        self.drain_events();
+        self.composer.begin(&self.shared, t0);
         self.handle_shots(ctx);
         self.compose(ctx);
-        egui::SidePanel::right("panel").exact_width(PANEL_WIDTH).resizable(false).show(ctx, |ui| {
-            egui::ScrollArea::vertical().show(ui, |ui| {
-                self.hud_ui(ui);
-                ui.separator();
-                self.controls_ui(ui, ctx);
-            });
+        panels::side_panel(ctx, PANEL_WIDTH, |ui| {
+            self.hud_ui(ui);
+            ui.separator();
+            self.controls_ui(ui, ctx);
         });
-        egui::CentralPanel::default().frame(egui::Frame::NONE.fill(Color32::from_gray(24))).show(ctx, |ui| self.image_ui(ui));
+        panels::picture_area(ctx, 24, |ui| self.image_ui(ui));
         self.check_limit(ctx);
         if ctx.input(|i| i.viewport().close_requested()) && !self.closing {
             // Closed by the user: still write what was asked for (stats; no final screenshot).
             self.close(ctx);
         }
-        self.hud.ui_update.add(Instant::now(), t0.elapsed());
+        self.composer.end(t0);
         // Frames and results request repaints themselves; this keeps the HUD moving when idle.
         ctx.request_repaint_after(Duration::from_millis(250));
     }
-}
-
-fn banner(ui: &egui::Ui, rect: egui::Rect, text: &str) {
-    let painter = ui.painter_at(rect);
-    let galley = painter.layout(text.to_string(), egui::FontId::proportional(18.0), Color32::WHITE, rect.width() - 40.0);
-    let pos = egui::pos2(rect.min.x + 20.0, rect.center().y - galley.size().y / 2.0);
-    painter.rect_filled(egui::Rect::from_min_size(pos, galley.size()).expand(10.0), 6.0, Color32::from_rgba_unmultiplied(120, 0, 0, 220));
-    painter.galley(pos, galley, Color32::WHITE);
 }
 
 fn legend(ui: &mut egui::Ui, r: &ModelResult, style: &Style) {
