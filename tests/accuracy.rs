@@ -2,14 +2,16 @@
 //! 14 annotated people). Pose: best OKS per annotated person. Segmentation: mean person
 //! probability inside the annotated person polygons against outside.
 
+mod common;
+
 use edgesight::analyzer::{AnalysisTimes, Analyzer, ModelChoice};
 use edgesight::decode::PoseThresholds;
 use edgesight::frame::Frame;
 use edgesight::metrics::{best_oks, in_polygon, load_coco, GroundTruthSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/coco")
+    common::data("coco")
 }
 
 fn ground_truth() -> GroundTruthSet {

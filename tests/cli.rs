@@ -2,33 +2,14 @@
 //! images with COCO results, and every bad-input case ending in one clear message, a non-zero
 //! exit and no panic.
 
+mod common;
+
+use common::{clip, repo, s, scratch, BIN};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgesight");
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
-fn clip() -> PathBuf {
-    repo("assets/vtest-4s.mp4")
-}
-
-/// A fresh scratch folder per test.
-fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn edgesight(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Frames ffprobe counts by decoding the whole stream.
@@ -319,11 +300,10 @@ fn convert_refuses_wrong_architecture_and_bad_files() {
 
 #[test]
 fn bevanet_checkpoint_segments_with_class_fractions() {
-    let pth = repo("../shared/reference/fixtures/BEVANet-S.pth");
-    if !pth.is_file() {
-        println!("skipped: {} not present", pth.display());
+    let Some([pth]) = common::shared_or_skip("bevanet_checkpoint_segments_with_class_fractions", ["reference/fixtures/BEVANet-S.pth"])
+    else {
         return;
-    }
+    };
     let out = scratch("bevanet");
     let img = repo("tests/data/coco/000000000785.jpg");
     let r = edgesight(&["image", s(&img), "--out", s(&out), "--pose", "none", "--seg", "bevanet-s", "--seg-model", s(&pth), "--seg-size", "256"]);

@@ -2,51 +2,47 @@
 //! tract on the bundled trained models, on a photograph: the rewrites must not change what
 //! the models compute beyond float rounding.
 
+mod common;
+
 use edgesight::catalog::Catalog;
 use edgesight::engine::cpu_kernels::EdgesightConv;
-use edgesight::engine::tract_cpu::{optimize, TractEngine};
+use edgesight::engine::tract_cpu::{optimize, CpuOptions, TractEngine};
 use edgesight::engine::{Engine, TensorData};
-use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 use tract_onnx::prelude::*;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The CPU worker pool is one per process and every plan sets its size: the tests take turns.
+static POOL: Mutex<()> = Mutex::new(());
+
+fn pool() -> MutexGuard<'static, ()> {
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Max |edgesight - tract| / max |tract| over every output, and the optimised model.
-fn compare(name: &str) -> (f32, TypedModel) {
+/// Max |edgesight - tract| / max |tract| over every output, and the optimised model, with the
+/// CPU engine on `threads` worker threads.
+fn compare(name: &str, threads: usize) -> (f32, TypedModel) {
     let spec = Catalog::builtin().get(name).unwrap().clone();
-    let frame = edgesight::frame::Frame::load_image(&root().join("tests/data/coco/000000196141.jpg")).unwrap();
+    let frame = edgesight::frame::Frame::load_image(&common::data("coco/000000196141.jpg")).unwrap();
     let (x, _) = edgesight::preprocess::prepare(&spec, &frame);
-    let path = root().join("models").join(format!("{name}.onnx"));
-    let mut engine = TractEngine::load(&path, &spec, &x.shape, &Default::default()).unwrap();
+    let path = common::repo("models").join(format!("{name}.onnx"));
+    // The plan sets the process's worker count: planned for 1 thread, the pool would shrink to 1.
+    let mut engine = TractEngine::load(&path, &spec, &x.shape, &CpuOptions { threads, ..Default::default() }).unwrap();
     let got = engine.run(&x).unwrap();
 
-    let (dt, input) = match &x.data {
-        TensorData::F32(v) => (f32::datum_type(), tract_ndarray::ArrayD::from_shape_vec(x.shape.clone(), v.clone()).unwrap().into_tensor()),
-        TensorData::I32(v) => (i32::datum_type(), tract_ndarray::ArrayD::from_shape_vec(x.shape.clone(), v.clone()).unwrap().into_tensor()),
-    };
-    let plain = tract_onnx::onnx()
-        .model_for_path(&path)
-        .unwrap()
-        .with_input_fact(0, InferenceFact::dt_shape(dt, &x.shape))
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
-    let want = plain.run(tvec!(input.into())).unwrap();
+    let want = common::tract_outputs(&std::fs::read(&path).unwrap(), &x);
     assert_eq!(got.len(), want.len());
     let mut worst = 0f32;
-    for (g, w) in got.iter().zip(&want) {
-        let w = w.cast_to::<f32>().unwrap();
-        let w: Vec<f32> = w.to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+    for (g, (_, w)) in got.iter().zip(&want) {
         let TensorData::F32(g) = &g.data else { panic!("outputs are f32") };
         assert_eq!(g.len(), w.len());
         let scale = w.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        let diff = g.iter().zip(&w).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let diff = g.iter().zip(w).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         worst = worst.max(diff / scale);
     }
+    let dt = match &x.data {
+        TensorData::F32(_) => f32::datum_type(),
+        TensorData::I32(_) => i32::datum_type(),
+    };
     let optimised = optimize(
         tract_onnx::onnx().model_for_path(&path).unwrap().with_input_fact(0, InferenceFact::dt_shape(dt, &x.shape)).unwrap(),
         &Default::default(),
@@ -57,7 +53,8 @@ fn compare(name: &str) -> (f32, TypedModel) {
 
 #[test]
 fn selfie_with_fused_hard_swish_matches_tract() {
-    let (worst, model) = compare("selfie");
+    let _pool = pool();
+    let (worst, model) = compare("selfie", 1);
     eprintln!("selfie: max |diff| / max |tract| {worst:.3e}");
     assert!(worst <= 1e-4, "selfie differs from tract: {worst}");
     // Where edgesight's kernels run (AVX2 or AVX-512), the hard swishes are fused into them.
@@ -72,7 +69,8 @@ fn selfie_with_fused_hard_swish_matches_tract() {
 
 #[test]
 fn movenet_matches_tract() {
-    let (worst, model) = compare("movenet-multipose");
+    let _pool = pool();
+    let (worst, model) = compare("movenet-multipose", 1);
     eprintln!("movenet: max |diff| / max |tract| {worst:.3e}");
     assert!(worst <= 1e-4, "movenet differs from tract: {worst}");
     // Where edgesight's kernels run, the decoder's Exp, strided ArgMax and short-row product
@@ -89,8 +87,9 @@ fn movenet_matches_tract() {
 #[test]
 fn selfie_on_two_threads_matches_tract() {
     // With threads to split over, more element-wise ops leave tract's fused chains for the pool.
+    let _pool = pool();
     edgesight::engine::tract_cpu::set_threads(2).unwrap();
-    let (worst, model) = compare("selfie");
+    let (worst, model) = compare("selfie", 2);
     edgesight::engine::tract_cpu::set_threads(1).unwrap();
     eprintln!("selfie, 2 threads: max |diff| / max |tract| {worst:.3e}");
     assert!(worst <= 1e-4, "selfie on 2 threads differs from tract: {worst}");

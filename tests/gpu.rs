@@ -2,57 +2,15 @@
 //! Mesa's lavapipe (a CPU Vulkan driver); without any adapter they skip with a message, unless
 //! EDGESIGHT_REQUIRE_GPU=1 (set by .ci/run) makes a missing adapter a failure.
 
+mod common;
+
+use common::{gpu_available, tract_outputs};
 use edgesight::catalog::DType;
 use edgesight::convert;
 use edgesight::engine::gpu::graph::PlanOptions;
-use edgesight::engine::gpu::{self, GpuEngine};
+use edgesight::engine::gpu::GpuEngine;
 use edgesight::engine::{Engine, Tensor, TensorData};
 use edgesight::rng::SplitMix64;
-use std::path::Path;
-use tract_onnx::prelude::*;
-
-fn gpu_available() -> bool {
-    match gpu::context() {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("EDGESIGHT_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("EDGESIGHT_REQUIRE_GPU=1 but {e:#}");
-            }
-            eprintln!("skipping GPU test: {e:#}");
-            false
-        }
-    }
-}
-
-/// Runs `onnx` on tract (the reference) and returns every output as float32.
-fn tract_outputs(onnx: &[u8], input: &Tensor) -> Vec<(Vec<usize>, Vec<f32>)> {
-    let dt = match input.data {
-        TensorData::F32(_) => f32::datum_type(),
-        TensorData::I32(_) => i32::datum_type(),
-    };
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut &onnx[..])
-        .unwrap()
-        .with_input_fact(0, InferenceFact::dt_shape(dt, &input.shape))
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
-    let t = match &input.data {
-        TensorData::F32(v) => tract_onnx::prelude::Tensor::from_shape(&input.shape, v).unwrap(),
-        TensorData::I32(v) => tract_onnx::prelude::Tensor::from_shape(&input.shape, v).unwrap(),
-    };
-    model
-        .run(tvec!(t.into()))
-        .unwrap()
-        .into_iter()
-        .map(|o| {
-            let o = o.cast_to::<f32>().unwrap();
-            (o.shape().to_vec(), o.to_plain_array_view::<f32>().unwrap().iter().copied().collect())
-        })
-        .collect()
-}
 
 /// Max |gpu - cpu| over the reference's range (max - min), per output.
 fn compare(label: &str, onnx: &[u8], input: &Tensor, opts: &PlanOptions, tolerance: f32) -> GpuEngine {
@@ -89,7 +47,7 @@ fn random_f32(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Tensor {
 }
 
 fn model_file(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name)).unwrap()
+    std::fs::read(common::repo("models").join(name)).unwrap()
 }
 
 #[test]
@@ -99,7 +57,7 @@ fn selfie_matches_tract() {
     }
     // A photograph with people (random noise gives a nearly constant mask).
     let spec = edgesight::catalog::Catalog::builtin().get("selfie").unwrap().clone();
-    let frame = edgesight::frame::Frame::load_image(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/coco/000000196141.jpg")).unwrap();
+    let frame = edgesight::frame::Frame::load_image(&common::data("coco/000000196141.jpg")).unwrap();
     let (x, _) = edgesight::preprocess::prepare(&spec, &frame);
     let e = compare("selfie", &model_file("selfie.onnx"), &x, &PlanOptions::default(), 1e-3);
     assert!(e.tail_ops().is_empty(), "selfie runs entirely on the GPU");
@@ -177,7 +135,7 @@ fn decoded_people_and_masks_agree_on_photos() {
     let th = PoseThresholds::default();
     let mut times = StageTimes::default();
     for file in ["000000000785.jpg", "000000196141.jpg"] {
-        let frame = Frame::load_image(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/coco").join(file)).unwrap();
+        let frame = Frame::load_image(&common::data("coco").join(file)).unwrap();
         // Raw MoveNet outputs within 1e-3 of their range.
         let mut cpu = open("movenet-multipose", Backend::Cpu);
         let mut gpu = open("movenet-multipose", Backend::Gpu);

@@ -4,27 +4,16 @@
 //! absolute floor for outputs that are nearly constant).
 //! Without a GPU adapter these skip (EDGESIGHT_REQUIRE_GPU=1 turns that into a failure).
 
+mod common;
+
+use common::{gpu_available, tract_outputs};
 use edgesight::catalog::DType;
 use edgesight::convert::onnx::{attr_float, attr_int, attr_ints, attr_string, encode, Dim, OnnxGraph};
 use edgesight::engine::gpu::graph::{ConvImpl, PlanOptions};
-use edgesight::engine::gpu::{self, GpuEngine};
+use edgesight::engine::gpu::GpuEngine;
 use edgesight::engine::{Engine, Tensor};
 use edgesight::rng::SplitMix64;
 use tract_onnx::pb::AttributeProto;
-use tract_onnx::prelude::*;
-
-fn gpu_available() -> bool {
-    match gpu::context() {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("EDGESIGHT_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("EDGESIGHT_REQUIRE_GPU=1 but {e:#}");
-            }
-            eprintln!("skipping GPU test: {e:#}");
-            false
-        }
-    }
-}
 
 fn rand_vec(r: &mut SplitMix64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
     (0..n).map(|_| lo + (hi - lo) * r.unit_f32()).collect()
@@ -50,20 +39,9 @@ fn one_op(xs: &[usize], out_rank: usize, body: impl FnOnce(&mut OnnxGraph, &str)
     encode(&g.finish("gpu_ops test"))
 }
 
+/// The first output of `onnx` on plain tract.
 fn tract_run(onnx: &[u8], x: &Tensor) -> (Vec<usize>, Vec<f32>) {
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut &onnx[..])
-        .unwrap()
-        .with_input_fact(0, f32::fact(&x.shape).into())
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
-    let t = tract_onnx::prelude::Tensor::from_shape(&x.shape, x.as_f32().unwrap()).unwrap();
-    let out = model.run(tvec!(t.into())).unwrap().remove(0);
-    let out = out.cast_to::<f32>().unwrap();
-    (out.shape().to_vec(), out.to_plain_array_view::<f32>().unwrap().iter().copied().collect())
+    tract_outputs(onnx, x).remove(0)
 }
 
 /// Runs the graph on both backends and checks the tolerance; returns the output shape.

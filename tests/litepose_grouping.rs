@@ -6,17 +6,15 @@
 //! flip test, at LitePose input sizes 256 and 448) and score every annotated person with 5+
 //! visible keypoints by OKS against its annotation. Overlapping people are included.
 
+mod common;
+
+use common::data;
 use edgesight::decode::litepose::{decode, GroupingParams};
 use edgesight::detections::Person;
 use edgesight::engine::Tensor;
 use edgesight::metrics::load_coco;
 use edgesight::preprocess::Transform;
 use edgesight::skeleton::{COCO17_SIGMAS, CROWDPOSE14_SIGMAS};
-use std::path::{Path, PathBuf};
-
-fn data(sub: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(sub)
-}
 
 /// One annotated person: keypoints (x, y, visibility) in source pixels and the OKS area.
 struct Annotation {

@@ -13,6 +13,8 @@
 //!   LITEPOSE_CASES=/tmp/cases cargo test --release --test litepose_official -- --ignored
 //!   python3 tests/data/litepose/official_group.py /tmp/cases <litepose checkout> tests/data/litepose/official_group.json
 
+mod common;
+
 use edgesight::decode::litepose::{group, GroupedPerson, GroupingParams};
 use std::path::Path;
 
@@ -122,7 +124,7 @@ fn joints_hash(people: &[GroupedPerson]) -> u64 {
 
 #[test]
 fn group_reproduces_the_official_code_bit_for_bit() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/litepose/official_group.json");
+    let path = common::data("litepose/official_group.json");
     let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let expected = expected["cases"].as_array().unwrap();
     assert_eq!(expected.len(), CASES);

@@ -5,27 +5,17 @@
 //! Needs Xvfb (Debian: xvfb) and an OpenGL driver (Mesa llvmpipe). Without Xvfb the GUI test
 //! prints a note and passes, unless EDGESIGHT_REQUIRE_GUI=1 (CI sets it), where it fails.
 
+mod common;
+
+use common::{repo, scratch, BIN};
 use edgesight::analyzer::{AnalysisTimes, Analyzer, ModelChoice};
 use edgesight::decode::PoseThresholds;
 use edgesight::frame::Frame;
 use edgesight::render::{self, Overlay, Style};
 use edgesight::video_source::{probe, VideoReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_edgesight");
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// An X server of our own, killed on drop.
 struct Xvfb {
@@ -73,7 +63,7 @@ fn start_xvfb() -> Option<Xvfb> {
 fn xvfb_or_skip(test: &str) -> Option<Xvfb> {
     let x = start_xvfb();
     if x.is_none() {
-        if std::env::var("EDGESIGHT_REQUIRE_GUI").is_ok_and(|v| v == "1") {
+        if common::switch("EDGESIGHT_REQUIRE_GUI") {
             panic!("{test}: Xvfb could not be started and EDGESIGHT_REQUIRE_GUI=1");
         }
         eprintln!("note: {test} skipped: Xvfb could not be started (apt-get install xvfb)");
@@ -293,8 +283,7 @@ fn live_with_a_camera_that_is_missing_shows_a_message_and_exits_cleanly() {
 /// reach the screen.
 #[test]
 fn live_window_with_the_gpu_backend() {
-    if edgesight::engine::gpu::context().is_err() && std::env::var("EDGESIGHT_REQUIRE_GPU").as_deref() != Ok("1") {
-        eprintln!("skipping: no GPU adapter");
+    if !common::gpu_available() {
         return;
     }
     let Some(x) = xvfb_or_skip("live_window_with_the_gpu_backend") else { return };
