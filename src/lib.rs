@@ -28,6 +28,8 @@ pub mod records;
 pub mod render;
 pub mod rng;
 pub mod session;
+#[cfg(test)]
+mod shared_fixtures;
 pub mod skeleton;
 pub mod stats;
 pub mod tensor;

@@ -771,7 +771,6 @@ mod tests {
     use super::super::onnx::encode;
     use super::*;
     use crate::checkpoint;
-    use std::path::{Path, PathBuf};
     use tract_onnx::prelude::*;
 
     /// Runs an ONNX model with tract on one float input; returns every output as (shape, values).
@@ -983,16 +982,7 @@ mod tests {
         assert_eq!(out[0].0, [1, 19, 8, 16]);
     }
 
-    /// A file of the shared reference fixtures (beside the clone), or None with a note.
-    fn fixture(name: &str) -> Option<PathBuf> {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/fixtures").join(name);
-        if p.exists() {
-            Some(p)
-        } else {
-            eprintln!("note: {} is absent; skipping this check", p.display());
-            None
-        }
-    }
+    use crate::shared_fixtures::reference as fixture;
 
     /// The official BEVANet-S fixture checkpoint as (name, shape, f32 values), on-disk order.
     fn fixture_entries() -> Option<Vec<(String, Vec<usize>, Vec<f32>)>> {

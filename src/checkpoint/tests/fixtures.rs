@@ -11,16 +11,7 @@ fn local(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures").join(name)
 }
 
-/// The shared reference fixtures, or None (with a note) when absent.
-fn shared(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/fixtures").join(name);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("note: {} is absent; skipping this check", p.display());
-        None
-    }
-}
+use crate::shared_fixtures::reference as shared;
 
 fn read_tsv(path: &Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(path)
