@@ -209,7 +209,7 @@ impl PhoneApp {
                 ui.label(RichText::new(s).color(Color32::YELLOW));
             }
         }
-        let current = self.shared.config(Kind::Pose).backend;
+        let current = self.shared.config(Kind::Pose).engine.backend;
         let mut backend = current;
         let label = |b: Backend| match b {
             Backend::Cpu => "cpu (tract)",
@@ -225,7 +225,7 @@ impl PhoneApp {
             // Both workers replan; a GPU that cannot run a model shows as the worker's status.
             for kind in [Kind::Pose, Kind::Seg] {
                 let mut c = self.shared.config(kind);
-                c.backend = backend;
+                c.engine.backend = backend;
                 self.shared.set_config(kind, c);
             }
         }

@@ -616,7 +616,7 @@ impl LiveApp {
                 ui.label(RichText::new(s).color(Color32::YELLOW));
             }
         }
-        let current = self.shared.config(Kind::Pose).backend;
+        let current = self.shared.config(Kind::Pose).engine.backend;
         let mut backend = current;
         let label = |b: Backend| match b {
             Backend::Cpu => "cpu (tract)",
@@ -632,7 +632,7 @@ impl LiveApp {
             // Both workers replan on the new backend; a failure (no adapter) shows as their status.
             for kind in [Kind::Pose, Kind::Seg] {
                 let mut c = self.shared.config(kind);
-                c.backend = backend;
+                c.engine.backend = backend;
                 self.shared.set_config(kind, c);
             }
         }
