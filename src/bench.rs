@@ -273,12 +273,11 @@ fn gpu_figures(s: &mut ModelSession, frame: &Frame, backend: Backend) -> Result<
     let name = s.spec.name.clone();
     let dtype = s.spec.input.dtype;
     let shape = s.prepare_for(frame.width, frame.height)?.input_shape().to_vec();
-    let mut planned = match GpuEngine::load_onnx(&bytes, &name, &s.spec, &shape) {
+    let mut gpu = match GpuEngine::load_onnx(&bytes, &name, &s.spec, &shape) {
         Ok(g) => g,
         Err(_) if backend == Backend::Auto => return Ok(None),
         Err(e) => return Err(e),
     };
-    let gpu = &mut planned;
     let mut split = vec![];
     for _ in 0..5 {
         gpu.run(&input)?;
