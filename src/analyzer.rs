@@ -5,6 +5,7 @@ use crate::catalog::{Catalog, DecoderSpec, ModelSpec, Task};
 use crate::decode::PoseThresholds;
 use crate::decode::Segmentation;
 use crate::detections::{ClassMap, Mask, Person};
+use crate::engine::EngineOptions;
 use crate::frame::Frame;
 use crate::session::{ModelSession, StageTimes};
 use crate::skeleton::{self, Schema};
@@ -12,7 +13,8 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// What the user chose: a catalogue name (or none) per task, optionally another file for it.
+/// What the user chose: a catalogue name (or none) per task, optionally another file for it,
+/// and how the models are planned.
 #[derive(Debug, Clone, Default)]
 pub struct ModelChoice {
     pub pose: Option<String>,
@@ -23,6 +25,8 @@ pub struct ModelChoice {
     pub seg: Option<String>,
     pub seg_file: Option<PathBuf>,
     pub seg_size: Option<usize>,
+    /// Backend, CPU threads and kernels for both models.
+    pub engine: EngineOptions,
 }
 
 pub struct Analysis {
@@ -65,7 +69,7 @@ pub struct Analyzer {
     pub thresholds: PoseThresholds,
 }
 
-fn open(catalog: &Catalog, name: &str, file: Option<&PathBuf>, task: Task, size: Option<usize>) -> Result<ModelSession> {
+fn open(catalog: &Catalog, name: &str, file: Option<&PathBuf>, task: Task, size: Option<usize>, engine: &EngineOptions) -> Result<ModelSession> {
     let mut spec: ModelSpec = catalog.get_for_task(name, task)?.clone();
     if let Some(side) = size {
         spec = spec.with_side(side)?;
@@ -73,14 +77,30 @@ fn open(catalog: &Catalog, name: &str, file: Option<&PathBuf>, task: Task, size:
     let path = match file {
         Some(f) => f.clone(),
         None => {
+            let bundled = crate::catalog::models_dir().join(&spec.file);
+            // A model built from an official checkpoint may come without one: say what to pass.
+            if !bundled.is_file() {
+                if let Some(family) = spec.checkpoint_family() {
+                    let flag = match task {
+                        Task::Pose => "--pose-model",
+                        Task::Segmentation => "--seg-model",
+                    };
+                    bail!(
+                        "'{}' has no model file here ({} does not exist): pass {flag} FILE with an official {family} checkpoint \
+                         (or an ONNX file made from one by `edgesight convert`)",
+                        spec.name,
+                        bundled.display()
+                    );
+                }
+            }
             // The bundled file is what the catalogue describes; a user's own file carries its own weights.
             if !spec.trained {
                 eprintln!("warning: model '{}' carries untrained weights; its output is not meaningful", spec.name);
             }
-            crate::catalog::models_dir().join(&spec.file)
+            bundled
         }
     };
-    ModelSession::open(spec, &path)
+    ModelSession::open(spec, &path, engine)
 }
 
 impl Analyzer {
@@ -96,7 +116,7 @@ impl Analyzer {
             bail!("--seg-model was given but segmentation is off (--seg none)");
         }
         let mut pose = match &choice.pose {
-            Some(n) => Some(open(&catalog, n, choice.pose_file.as_ref(), Task::Pose, choice.pose_size)?),
+            Some(n) => Some(open(&catalog, n, choice.pose_file.as_ref(), Task::Pose, choice.pose_size, &choice.engine)?),
             None => None,
         };
         if choice.flip_test {
@@ -109,7 +129,7 @@ impl Analyzer {
             }
         }
         let seg = match &choice.seg {
-            Some(n) => Some(open(&catalog, n, choice.seg_file.as_ref(), Task::Segmentation, choice.seg_size)?),
+            Some(n) => Some(open(&catalog, n, choice.seg_file.as_ref(), Task::Segmentation, choice.seg_size, &choice.engine)?),
             None => None,
         };
         Ok(Analyzer { pose, seg, thresholds })

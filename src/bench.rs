@@ -4,7 +4,7 @@
 use crate::analyzer::Analyzer;
 use crate::catalog::{Catalog, ModelSpec, SizeRule, Task};
 use crate::decode::PoseThresholds;
-use crate::engine::Engine;
+use crate::engine::{Backend, Engine, EngineOptions};
 use crate::frame::Frame;
 use crate::pipeline::{self, VideoJob};
 use crate::render::Style;
@@ -30,6 +30,8 @@ pub struct BenchJob {
     /// Write each measured model's ONNX (at the measured size) here, for other runtimes.
     pub export_onnx: Option<PathBuf>,
     pub out_dir: PathBuf,
+    /// Backend, CPU threads and kernels of every measured model.
+    pub engine: EngineOptions,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,12 +81,22 @@ pub struct PipelineFigures {
     pub overhead_percent: f64,
 }
 
-fn open_session(spec: ModelSpec, random: bool) -> Result<ModelSession> {
+fn open_session(spec: ModelSpec, random: bool, engine: &EngineOptions) -> Result<ModelSession> {
     if random && spec.arch.is_some() {
-        return ModelSession::with_random_weights(spec, 2024);
+        return ModelSession::with_random_weights(spec, 2024, engine);
     }
     let path = crate::catalog::models_dir().join(&spec.file);
-    ModelSession::open(spec, &path)
+    if !path.is_file() {
+        if let Some(family) = spec.checkpoint_family() {
+            bail!(
+                "'{}' has no model file here ({} does not exist): measure it with --random-weights (speed does not \
+                 depend on weight values), or put an official {family} checkpoint there",
+                spec.name,
+                path.display()
+            );
+        }
+    }
+    ModelSession::open(spec, &path, engine)
 }
 
 pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
@@ -139,7 +151,7 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
                 spec.input.size = SizeRule::Fixed { height: h, width: w };
             }
             trained &= spec.trained || job.random_weights;
-            let session = open_session(spec.clone(), job.random_weights)?;
+            let session = open_session(spec.clone(), job.random_weights, &job.engine)?;
             match spec.task {
                 Task::Pose => analyzer.pose = Some(session),
                 Task::Segmentation => analyzer.seg = Some(session),
@@ -158,7 +170,7 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
             }
             samples.push(time_inference(s, &first, job.runs)?);
             shapes.push(s.prepare_for(first.width, first.height)?.input_shape().to_vec());
-            if let Some(g) = gpu_figures(s, &first)? {
+            if let Some(g) = gpu_figures(s, &first, job.engine.backend)? {
                 gpu.push(g);
             }
         }
@@ -245,17 +257,27 @@ fn time_inference(s: &mut ModelSession, frame: &Frame, runs: usize) -> Result<Ve
     Ok(times)
 }
 
-/// Profiles a model planned on the GPU: per-shader time, and each depthwise convolution on the
-/// tiled shader against the naive one (the same graph planned with `ConvImpl::Naive`).
-fn gpu_figures(s: &mut ModelSession, frame: &Frame) -> Result<Option<GpuFigures>> {
+/// Profiles a model that runs on the GPU: per-shader time, and each depthwise convolution on the
+/// tiled shader against the naive one (the same graph planned with `ConvImpl::Naive`). The
+/// profiled engines are planned here, from the graph the session runs: with `gpu` the session's
+/// own plan is a GPU plan, with `auto` it is one exactly when the GPU plans the model (else the
+/// session fell back to the CPU and there is nothing to profile).
+fn gpu_figures(s: &mut ModelSession, frame: &Frame, backend: Backend) -> Result<Option<GpuFigures>> {
     use crate::engine::gpu::graph::{ConvImpl, PlanOptions};
     use crate::engine::gpu::GpuEngine;
+    if backend == Backend::Cpu {
+        return Ok(None);
+    }
     let (input, _) = crate::preprocess::prepare(&s.spec, frame);
     let bytes = s.onnx_bytes(frame.width, frame.height)?;
     let name = s.spec.name.clone();
     let dtype = s.spec.input.dtype;
-    let engine = s.prepare_for(frame.width, frame.height)?;
-    let Some(gpu) = engine.as_gpu() else { return Ok(None) };
+    let shape = s.prepare_for(frame.width, frame.height)?.input_shape().to_vec();
+    let mut gpu = match GpuEngine::load_onnx(&bytes, &name, &s.spec, &shape) {
+        Ok(g) => g,
+        Err(_) if backend == Backend::Auto => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let mut split = vec![];
     for _ in 0..5 {
         gpu.run(&input)?;

@@ -173,6 +173,19 @@ impl ModelSpec {
         }
     }
 
+    /// The family of official checkpoints this description is built from ("LitePose",
+    /// "BEVANet"; another architecture by its name), for messages telling the user which file to pass; None for plain ONNX models.
+    pub fn checkpoint_family(&self) -> Option<&str> {
+        let arch = self.arch.as_deref()?;
+        Some(if arch.starts_with("litepose") {
+            "LitePose"
+        } else if arch.starts_with("bevanet") {
+            "BEVANet"
+        } else {
+            arch
+        })
+    }
+
     /// Replace the size target (longest or shortest side, for `--pose-size` / `--seg-size`);
     /// fixed-size models refuse.
     pub fn with_side(mut self, side: usize) -> Result<Self> {
@@ -265,5 +278,13 @@ mod tests {
         assert!(m.clone().with_side(100).is_err());
         let s = c.get("selfie").unwrap();
         assert_eq!(s.input_size(768, 576), (256, 256));
+    }
+
+    #[test]
+    fn checkpoint_families_name_the_official_models() {
+        let c = Catalog::builtin();
+        assert_eq!(c.get("bevanet-s").unwrap().checkpoint_family(), Some("BEVANet"));
+        assert_eq!(c.get("litepose-xs").unwrap().checkpoint_family(), Some("LitePose"));
+        assert_eq!(c.get("selfie").unwrap().checkpoint_family(), None);
     }
 }

@@ -1,6 +1,7 @@
 //! A decoded picture: packed RGB8, row-major, plus where it came from in the stream.
 
 use anyhow::{bail, Context, Result};
+use std::io::Read;
 use std::path::Path;
 
 #[derive(Debug, Clone)]
@@ -26,23 +27,39 @@ impl Frame {
         Ok(Frame { width, height, rgb, index: 0, timestamp_s: 0.0 })
     }
 
+    /// Reads a JPEG or PNG file. A file that ends before its picture does (a truncated
+    /// download or copy) is named in a warning on stderr when the decoder still gives a picture
+    /// (the JPEG decoder fills in what is missing), and in the error when it does not.
     pub fn load_image(path: &Path) -> Result<Frame> {
         if !path.exists() {
             bail!("image {} does not exist", path.display());
         }
-        let img = image::ImageReader::open(path)
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
             .with_context(|| format!("cannot open image {}", path.display()))?
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read image {}", path.display()))?;
+        let mut img = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
             .with_guessed_format()
             .with_context(|| format!("cannot read image {}", path.display()))?;
+        let truncated = img.format().and_then(|f| truncation(f, &bytes));
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(MAX_SIDE as u32);
         limits.max_image_height = Some(MAX_SIDE as u32);
-        let mut img = img;
         img.limits(limits);
-        let decoded = img
-            .decode()
-            .with_context(|| format!("{} is not an image edgesight can decode", path.display()))?
-            .into_rgb8();
+        let decoded = match img.decode() {
+            Ok(d) => d.into_rgb8(),
+            Err(e) => {
+                let e = anyhow::Error::new(e);
+                return Err(match truncated {
+                    Some(what) => e.context(format!("{} is truncated: {what}", path.display())),
+                    None => e.context(format!("{} is not an image edgesight can decode", path.display())),
+                });
+            }
+        };
+        if let Some(what) = truncated {
+            eprintln!("warning: {}: the file is truncated: {what}; the decoder filled in the missing part of the picture", path.display());
+        }
         let (w, h) = (decoded.width() as usize, decoded.height() as usize);
         Frame::new(w, h, decoded.into_raw())
     }
@@ -58,4 +75,127 @@ pub fn check_dims(width: usize, height: usize) -> Result<()> {
         bail!("picture size {width}x{height} is outside 1..={MAX_SIDE}");
     }
     Ok(())
+}
+
+/// Says how a JPEG or PNG file ends too early (None: it is whole, or not one whose structure is
+/// checked here). Decoders may fill in a cut-off JPEG without an error, so the file's own
+/// structure is walked: JPEG segments up to the end-of-image marker, PNG chunks up to IEND.
+fn truncation(format: image::ImageFormat, bytes: &[u8]) -> Option<String> {
+    let complete = match format {
+        image::ImageFormat::Jpeg => jpeg_reaches_end(bytes),
+        image::ImageFormat::Png => png_reaches_end(bytes),
+        _ => return None,
+    };
+    match (complete, format) {
+        (false, image::ImageFormat::Jpeg) => {
+            Some(format!("its JPEG data ends after {} bytes, before the end-of-image marker", bytes.len()))
+        }
+        (false, _) => Some(format!("its PNG data ends after {} bytes, before the IEND chunk", bytes.len())),
+        (true, _) => None,
+    }
+}
+
+/// False when the JPEG data runs out before its end-of-image marker (FF D9). Segments are
+/// skipped by their lengths (so an embedded thumbnail's marker does not count), entropy-coded
+/// data up to the next marker; data that is not JPEG structure is left to the decoder (true).
+fn jpeg_reaches_end(b: &[u8]) -> bool {
+    if !b.starts_with(&[0xFF, 0xD8]) {
+        return true;
+    }
+    let mut i = 2;
+    loop {
+        if i >= b.len() {
+            return false;
+        }
+        if b[i] != 0xFF {
+            return true; // not a marker where one belongs: corrupt rather than cut, the decoder says
+        }
+        while i < b.len() && b[i] == 0xFF {
+            i += 1; // fill bytes
+        }
+        let Some(&marker) = b.get(i) else { return false };
+        i += 1;
+        match marker {
+            0xD9 => return true,
+            0xD0..=0xD7 | 0x01 => continue, // no length
+            _ => {}
+        }
+        let Some(len) = b.get(i..i + 2).map(|l| u16::from_be_bytes([l[0], l[1]]) as usize) else { return false };
+        i += len;
+        if i > b.len() {
+            return false;
+        }
+        if marker == 0xDA {
+            // Entropy-coded data: FF is followed by 00 (a stuffed byte) or a restart marker,
+            // anything else is the next marker.
+            loop {
+                if i + 1 >= b.len() {
+                    return false;
+                }
+                if b[i] == 0xFF && b[i + 1] != 0 && !(0xD0..=0xD7).contains(&b[i + 1]) {
+                    break;
+                }
+                i += 1;
+            }
+        }
+    }
+}
+
+/// False when the PNG data runs out before its IEND chunk.
+fn png_reaches_end(b: &[u8]) -> bool {
+    let mut i = 8; // the signature
+    loop {
+        let Some(head) = b.get(i..i + 8) else { return false };
+        if &head[4..8] == b"IEND" {
+            return true;
+        }
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        // length, type, data, CRC
+        i = match i.checked_add(12).and_then(|n| n.checked_add(len)) {
+            Some(n) if n <= b.len() => n,
+            _ => return false,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coco_jpeg() -> Vec<u8> {
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/coco/000000000785.jpg")).unwrap()
+    }
+
+    #[test]
+    fn whole_and_cut_jpegs() {
+        let b = coco_jpeg();
+        assert!(jpeg_reaches_end(&b));
+        for cut in [3, 20, b.len() / 3, b.len() / 2, b.len() - 2, b.len() - 1] {
+            assert!(!jpeg_reaches_end(&b[..cut]), "cut at {cut} of {}", b.len());
+        }
+        // Bytes after the end-of-image marker (e.g. appended data) do not make it truncated.
+        let mut longer = b.clone();
+        longer.extend_from_slice(&[0u8; 100]);
+        assert!(jpeg_reaches_end(&longer));
+        assert!(truncation(image::ImageFormat::Jpeg, &b[..b.len() / 2]).unwrap().contains("end-of-image"));
+    }
+
+    #[test]
+    fn whole_and_cut_pngs() {
+        let frame = Frame::new(32, 24, (0..32 * 24 * 3).map(|i| (i % 251) as u8).collect()).unwrap();
+        let mut png = Vec::new();
+        image::write_buffer_with_format(
+            &mut std::io::Cursor::new(&mut png),
+            &frame.rgb,
+            32,
+            24,
+            image::ColorType::Rgb8,
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+        assert!(png_reaches_end(&png));
+        for cut in [8, 20, png.len() / 2, png.len() - 12] {
+            assert!(!png_reaches_end(&png[..cut]), "cut at {cut} of {}", png.len());
+        }
+    }
 }

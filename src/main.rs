@@ -6,7 +6,9 @@ use clap::{Args, Parser, Subcommand};
 use edgesight::analyzer::{Analyzer, ModelChoice};
 use edgesight::catalog::{models_dir, Catalog, SizeRule, Task};
 use edgesight::decode::PoseThresholds;
-use edgesight::engine::Backend;
+use edgesight::engine::cpu_kernels::KernelChoice;
+use edgesight::engine::tract_cpu::CpuOptions;
+use edgesight::engine::{Backend, EngineOptions};
 use edgesight::render::Style;
 use edgesight::{bench, convert, images, live, pipeline};
 use std::path::PathBuf;
@@ -23,8 +25,29 @@ struct Cli {
     threads: usize,
     /// Where inference runs: cpu (tract), gpu (wgpu compute shaders; error without a GPU
     /// adapter) or auto (the GPU when one is found, else the CPU, with a notice).
-    #[arg(long, global = true, value_enum, default_value_t = Backend::Cpu)]
-    backend: Backend,
+    #[arg(long, global = true, value_enum, default_value_t = BackendArg::Cpu)]
+    backend: BackendArg,
+}
+
+/// `--backend` values; the library's `engine::Backend` knows nothing of the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendArg {
+    /// tract on the CPU.
+    Cpu,
+    /// wgpu compute shaders (Vulkan, Metal, DX12, GL); fails when no GPU adapter exists.
+    Gpu,
+    /// The GPU when an adapter exists and the model plans on it, else the CPU (and says so).
+    Auto,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Backend {
+        match b {
+            BackendArg::Cpu => Backend::Cpu,
+            BackendArg::Gpu => Backend::Gpu,
+            BackendArg::Auto => Backend::Auto,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -160,7 +183,7 @@ fn parse_wh(s: &str) -> Result<(u32, u32), String> {
     }
 }
 
-fn live_options(a: LiveArgs) -> Result<live::LiveOptions> {
+fn live_options(a: LiveArgs, engine: &EngineOptions) -> Result<live::LiveOptions> {
     a.models.check_ranges()?;
     if a.models.flip_test {
         anyhow::bail!("--flip-test doubles inference time and is not offered in live mode; use it with video or image");
@@ -171,7 +194,7 @@ fn live_options(a: LiveArgs) -> Result<live::LiveOptions> {
     if (a.screenshot.is_some() || a.window_screenshot.is_some()) && a.frames.is_none() {
         anyhow::bail!("--screenshot and --window-screenshot are taken at the end of a --frames N run; use the window's screenshot button otherwise");
     }
-    let choice = a.models.choice();
+    let choice = a.models.choice(engine);
     if choice.pose.is_none() && choice.pose_file.is_some() {
         anyhow::bail!("--pose-model was given but pose is off (--pose none)");
     }
@@ -197,8 +220,14 @@ fn live_options(a: LiveArgs) -> Result<live::LiveOptions> {
     let person_threshold = a.models.person_threshold;
     Ok(live::LiveOptions {
         source,
-        pose: live::worker::WorkerConfig { model: choice.pose, file: choice.pose_file, size: choice.pose_size, person_threshold, backend: edgesight::engine::default_backend() },
-        seg: live::worker::WorkerConfig { model: choice.seg, file: choice.seg_file, size: choice.seg_size, person_threshold, backend: edgesight::engine::default_backend() },
+        pose: live::worker::WorkerConfig {
+            model: choice.pose,
+            file: choice.pose_file,
+            size: choice.pose_size,
+            person_threshold,
+            engine: choice.engine.clone(),
+        },
+        seg: live::worker::WorkerConfig { model: choice.seg, file: choice.seg_file, size: choice.seg_size, person_threshold, engine: choice.engine },
         style: a.models.style(),
         frames: a.frames,
         screenshot: a.screenshot,
@@ -261,7 +290,7 @@ impl Default for ModelArgs {
 }
 
 impl ModelArgs {
-    fn choice(&self) -> ModelChoice {
+    fn choice(&self, engine: &EngineOptions) -> ModelChoice {
         let pick = |s: &String| (s != "none").then(|| s.clone());
         ModelChoice {
             pose: pick(&self.pose),
@@ -271,6 +300,7 @@ impl ModelArgs {
             seg: pick(&self.seg),
             seg_file: self.seg_model.clone(),
             seg_size: self.seg_size,
+            engine: engine.clone(),
         }
     }
 
@@ -283,9 +313,9 @@ impl ModelArgs {
         Ok(())
     }
 
-    fn analyzer(&self) -> Result<Analyzer> {
+    fn analyzer(&self, engine: &EngineOptions) -> Result<Analyzer> {
         self.check_ranges()?;
-        Analyzer::new(&self.choice(), PoseThresholds { person: self.person_threshold })
+        Analyzer::new(&self.choice(engine), PoseThresholds { person: self.person_threshold })
     }
 
     fn style(&self) -> Style {
@@ -314,8 +344,11 @@ fn list_models() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    edgesight::engine::tract_cpu::set_threads(cli.threads)?;
-    edgesight::engine::set_default_backend(cli.backend);
+    if !(1..=256).contains(&cli.threads) {
+        anyhow::bail!("--threads must be between 1 and 256, got {}", cli.threads);
+    }
+    // The kernels' developer switches are read here, at the top level, and passed down.
+    let engine = EngineOptions { backend: cli.backend.into(), cpu: CpuOptions { threads: cli.threads, kernels: KernelChoice::from_env()? } };
     let command = match cli.command {
         Some(c) => c,
         None => {
@@ -330,15 +363,15 @@ fn run(cli: Cli) -> Result<()> {
     };
     match command {
         #[cfg(feature = "desktop")]
-        Command::Live(args) => live::run(live_options(args)?)?,
+        Command::Live(args) => live::run(live_options(args, &engine)?)?,
         #[cfg(not(feature = "desktop"))]
         Command::Live(args) => {
-            live_options(args)?;
+            live_options(args, &engine)?;
             anyhow::bail!("this edgesight was built without the `desktop` feature: live mode (camera, window) is not available");
         }
         Command::Models => list_models(),
         Command::Video { input, out, masks, quiet, models } => {
-            let mut analyzer = models.analyzer()?;
+            let mut analyzer = models.analyzer(&engine)?;
             let job = pipeline::VideoJob { input, out_dir: out, write_masks: masks, style: models.style(), progress: !quiet };
             let report = pipeline::run(&job, &mut analyzer)?.into_result()?;
             eprintln!(
@@ -350,7 +383,7 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Image { files, out, coco_results, coco_annotations, models } => {
-            let mut analyzer = models.analyzer()?;
+            let mut analyzer = models.analyzer(&engine)?;
             let job = images::ImageJob { files, out_dir: out, coco_results, coco_annotations, style: models.style() };
             let n = images::run(&job, &mut analyzer)?;
             eprintln!("{n} images; outputs in {}", job.out_dir.display());
@@ -359,7 +392,7 @@ fn run(cli: Cli) -> Result<()> {
             if runs == 0 {
                 anyhow::bail!("--runs must be at least 1");
             }
-            bench::run(&bench::BenchJob { clip, runs, models, side, input, random_weights, export_onnx, out_dir: out })?;
+            bench::run(&bench::BenchJob { clip, runs, models, side, input, random_weights, export_onnx, out_dir: out, engine })?;
         }
         Command::Convert { checkpoint, arch, out, input } => {
             let (h, w) = match input {

@@ -6,7 +6,7 @@ use crate::convert;
 use crate::decode::{self, PoseThresholds};
 use crate::decode::Segmentation;
 use crate::detections::Person;
-use crate::engine::{self, Backend, Engine};
+use crate::engine::{self, Engine, EngineOptions};
 use crate::frame::Frame;
 use crate::preprocess;
 use anyhow::{Context, Result};
@@ -37,15 +37,15 @@ pub struct ModelSession {
     checkpoint: Option<(convert::Arch, convert::Entries)>,
     engines: HashMap<Vec<usize>, Box<dyn Engine>>,
     backend: String,
-    /// Where new engines are planned (`set_backend` drops the planned ones).
-    backend_choice: Backend,
+    /// How engines are planned (backend, CPU threads and kernels).
+    options: EngineOptions,
     pose_decoder: decode::PoseDecoder,
 }
 
 impl ModelSession {
-    /// Opens `path` as the model `spec` describes. Nothing is planned yet; `prepare_for`
-    /// plans eagerly (so a wrong model fails before any frame is read).
-    pub fn open(spec: ModelSpec, path: &Path) -> Result<ModelSession> {
+    /// Opens `path` as the model `spec` describes, to be planned as `options` say. Nothing is
+    /// planned yet; `prepare_for` plans eagerly (so a wrong model fails before any frame is read).
+    pub fn open(spec: ModelSpec, path: &Path, options: &EngineOptions) -> Result<ModelSession> {
         if !path.is_file() {
             anyhow::bail!("model file {} for '{}' does not exist", path.display(), spec.name);
         }
@@ -63,19 +63,35 @@ impl ModelSession {
         } else {
             None
         };
-        Ok(ModelSession { spec, path: path.to_path_buf(), checkpoint, engines: HashMap::new(), backend: String::new(), backend_choice: engine::default_backend(), pose_decoder: Default::default() })
+        Ok(ModelSession {
+            spec,
+            path: path.to_path_buf(),
+            checkpoint,
+            engines: HashMap::new(),
+            backend: String::new(),
+            options: options.clone(),
+            pose_decoder: Default::default(),
+        })
     }
 
     /// A session for an architecture with seeded random weights instead of a file: for speed
     /// measurements only (speed does not depend on weight values).
-    pub fn with_random_weights(spec: ModelSpec, seed: u64) -> Result<ModelSession> {
+    pub fn with_random_weights(spec: ModelSpec, seed: u64, options: &EngineOptions) -> Result<ModelSession> {
         let Some(arch) = &spec.arch else {
             anyhow::bail!("'{}' is not built from a checkpoint; random weights need an architecture", spec.name)
         };
         let arch = convert::arch(arch)?;
         let entries = convert::random_entries(arch, seed);
         let path = PathBuf::from(format!("<random weights for {}>", spec.name));
-        Ok(ModelSession { spec, path, checkpoint: Some((arch, entries)), engines: HashMap::new(), backend: String::new(), backend_choice: engine::default_backend(), pose_decoder: Default::default() })
+        Ok(ModelSession {
+            spec,
+            path,
+            checkpoint: Some((arch, entries)),
+            engines: HashMap::new(),
+            backend: String::new(),
+            options: options.clone(),
+            pose_decoder: Default::default(),
+        })
     }
 
     /// The ONNX graph this session runs for frames of `frame_w` x `frame_h` (for export).
@@ -102,7 +118,7 @@ impl ModelSession {
                 }
                 None => (engine::read_model_file(&self.path)?, format!("model file {}", self.path.display())),
             };
-            let engine = engine::load(self.backend_choice, &bytes, &label, &self.spec, &shape)?;
+            let engine = engine::load(&self.options, &bytes, &label, &self.spec, &shape)?;
             decode::check_output_shapes(&self.spec, engine.output_shapes())
                 .with_context(|| format!("model file {} does not fit '{}'", self.path.display(), self.spec.name))?;
             self.backend = engine.backend_name();
@@ -111,16 +127,9 @@ impl ModelSession {
         Ok(self.engines.get_mut(&shape).expect("inserted above"))
     }
 
-    /// Plans future engines on `backend` (engines already planned for another one are dropped).
-    pub fn set_backend(&mut self, backend: Backend) {
-        if backend != self.backend_choice {
-            self.backend_choice = backend;
-            self.engines.clear();
-        }
-    }
-
-    pub fn backend_choice(&self) -> Backend {
-        self.backend_choice
+    /// How this session plans its engines.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
     }
 
     pub fn backend_name(&self) -> &str {

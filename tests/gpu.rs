@@ -118,7 +118,7 @@ fn bevanet_s_matches_tract() {
 fn decoded_people_and_masks_agree_on_photos() {
     use edgesight::catalog::Catalog;
     use edgesight::decode::{PoseThresholds, Segmentation};
-    use edgesight::engine::Backend;
+    use edgesight::engine::{Backend, EngineOptions};
     use edgesight::frame::Frame;
     use edgesight::session::{ModelSession, StageTimes};
     if !gpu_available() {
@@ -128,9 +128,7 @@ fn decoded_people_and_masks_agree_on_photos() {
     let open = |name: &str, backend: Backend| {
         let spec = catalog.get(name).unwrap().clone();
         let path = edgesight::catalog::models_dir().join(&spec.file);
-        let mut s = ModelSession::open(spec, &path).unwrap();
-        s.set_backend(backend);
-        s
+        ModelSession::open(spec, &path, &EngineOptions { backend, ..Default::default() }).unwrap()
     };
     let th = PoseThresholds::default();
     let mut times = StageTimes::default();

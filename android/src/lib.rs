@@ -24,6 +24,8 @@ mod logger;
 use android_activity::AndroidApp;
 use anyhow::{anyhow, Result};
 use edgesight::catalog::{Catalog, Task};
+use edgesight::engine::tract_cpu::CpuOptions;
+use edgesight::engine::EngineOptions;
 use edgesight::live::capture::{self, SourceSpec};
 use edgesight::live::worker::WorkerConfig;
 use edgesight::live::{self, Shared};
@@ -57,7 +59,7 @@ fn run(app: AndroidApp) -> Result<()> {
     };
     // Inference threads per model: phones have big and little cores; two models run at once.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    edgesight::engine::tract_cpu::set_threads((cores / 2).clamp(1, 4))?;
+    let engine = EngineOptions { cpu: CpuOptions { threads: (cores / 2).clamp(1, 4), ..CpuOptions::default() }, ..EngineOptions::default() };
 
     match jvm::camera_permission_granted(&app) {
         Ok(true) => {}
@@ -66,8 +68,8 @@ fn run(app: AndroidApp) -> Result<()> {
     }
 
     let model = |task| Some(Catalog::default_for(task).to_string());
-    let pose = WorkerConfig { model: model(Task::Pose), ..WorkerConfig::off() };
-    let seg = WorkerConfig { model: model(Task::Segmentation), ..WorkerConfig::off() };
+    let pose = WorkerConfig { model: model(Task::Pose), engine: engine.clone(), ..WorkerConfig::off() };
+    let seg = WorkerConfig { model: model(Task::Segmentation), engine, ..WorkerConfig::off() };
     let (w, h) = START_RESOLUTION;
     let shared = Arc::new(Shared::new(SourceSpec::Camera { index: 0, width: w, height: h }, pose, seg));
 

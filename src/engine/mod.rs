@@ -1,6 +1,8 @@
 //! Inference engines behind one trait, so decoders and pipelines never see a backend's types.
 //! `tract_cpu` is the CPU engine (tract); `gpu` runs the same ONNX graphs on wgpu compute shaders.
-//! `load` picks one by `Backend` (cpu, gpu, or auto: the GPU when an adapter exists).
+//! `load` picks one by the `EngineOptions` it is given (`Backend`: cpu, gpu, or auto, the GPU
+//! when an adapter exists; the CPU options: threads, kernel choice). Nothing here is read from
+//! process-wide settings: the options travel with the model choice and the session.
 
 pub mod cpu_kernels;
 pub mod gpu;
@@ -9,7 +11,6 @@ pub mod tract_cpu;
 use crate::catalog::ModelSpec;
 use anyhow::{bail, Result};
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 pub use crate::tensor::{Tensor, TensorData};
 
@@ -23,14 +24,10 @@ pub trait Engine: Send {
     fn output_shapes(&self) -> &[Vec<usize>];
     /// A short name for reports, e.g. "cpu (tract 0.23.9)".
     fn backend_name(&self) -> String;
-    /// The GPU engine behind this trait object, for GPU-only reports (profiles, plan summary).
-    fn as_gpu(&mut self) -> Option<&mut gpu::GpuEngine> {
-        None
-    }
 }
 
 /// Where inference runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// tract on the CPU.
@@ -50,25 +47,15 @@ impl Backend {
             Backend::Auto => "auto",
         }
     }
-
-    fn code(self) -> u8 {
-        self as u8
-    }
 }
 
-static DEFAULT_BACKEND: AtomicU8 = AtomicU8::new(0);
-
-/// The backend new model sessions start with (the `--backend` flag).
-pub fn set_default_backend(b: Backend) {
-    DEFAULT_BACKEND.store(b.code(), Ordering::Relaxed);
-}
-
-pub fn default_backend() -> Backend {
-    match DEFAULT_BACKEND.load(Ordering::Relaxed) {
-        1 => Backend::Gpu,
-        2 => Backend::Auto,
-        _ => Backend::Cpu,
-    }
+/// How models are planned: where inference runs, and how CPU plans run. Passed with the model
+/// choice (`analyzer::ModelChoice`, `session::ModelSession::open`), never read from globals.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EngineOptions {
+    pub backend: Backend,
+    /// Threads and kernel choice of CPU plans (also of the `auto` fallback).
+    pub cpu: tract_cpu::CpuOptions,
 }
 
 /// Largest model file read (an edge model is a few MB; this guards against reading a disk image).
@@ -87,20 +74,23 @@ pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("model file {shown}: {e}"))
 }
 
-/// Plans ONNX `bytes` (described by `spec`) for `input_shape` on `backend`.
-pub fn load(backend: Backend, bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize]) -> Result<Box<dyn Engine>> {
-    // Transitional: the thread count set by the CLI until options travel with the session.
-    let cpu = tract_cpu::CpuOptions { threads: tract_cpu::threads_in_use().max(1), kernels: Default::default() };
+/// Plans ONNX `bytes` (described by `spec`) for `input_shape` as `options` say.
+pub fn load(options: &EngineOptions, bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize]) -> Result<Box<dyn Engine>> {
+    let (backend, cpu) = (options.backend, &options.cpu);
     if backend == Backend::Cpu {
-        return Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, &cpu)?));
+        return Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, cpu)?));
     }
     // The CPU loader's checks first, so a wrong file gives the same message on every backend.
     tract_cpu::check_onnx(bytes, label, spec, input_shape)?;
+    // A GPU plan's CPU part runs on tract's executor, which the thread count sets.
+    if tract_cpu::threads_in_use() != cpu.threads {
+        tract_cpu::set_threads(cpu.threads)?;
+    }
     match gpu::GpuEngine::load_onnx(bytes, label, spec, input_shape) {
         Ok(g) => Ok(Box::new(g)),
         Err(e) if backend == Backend::Auto => {
             warn_once(&format!("--backend auto: {e:#}; running on the CPU"));
-            Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, &cpu)?))
+            Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, cpu)?))
         }
         Err(e) => Err(e),
     }

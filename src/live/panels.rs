@@ -140,7 +140,7 @@ pub fn model_pickers(ui: &mut egui::Ui, shared: &Shared, models: &Models, labels
 
 /// Where inference runs: tract on the CPU, the library's wgpu compute shaders, or auto.
 pub fn backend_picker(ui: &mut egui::Ui, shared: &Shared) {
-    let current = shared.config(Kind::Pose).backend;
+    let current = shared.config(Kind::Pose).engine.backend;
     let mut backend = current;
     let label = |b: Backend| match b {
         Backend::Cpu => "cpu (tract)",
@@ -157,7 +157,7 @@ pub fn backend_picker(ui: &mut egui::Ui, shared: &Shared) {
         // run) shows as their status.
         for kind in [Kind::Pose, Kind::Seg] {
             let mut c = shared.config(kind);
-            c.backend = backend;
+            c.engine.backend = backend;
             shared.set_config(kind, c);
         }
     }

@@ -5,7 +5,7 @@
 
 use super::{Captured, Event, Shared};
 use crate::analyzer::{AnalysisTimes, Analyzer, ModelChoice};
-use crate::engine::Backend;
+use crate::engine::EngineOptions;
 use crate::decode::PoseThresholds;
 use crate::detections::{ClassMap, Mask, Person};
 use crate::session::StageTimes;
@@ -30,8 +30,9 @@ pub struct WorkerConfig {
     /// Pose input's longest side.
     pub size: Option<usize>,
     pub person_threshold: f32,
-    /// Where inference runs (changing it replans the model).
-    pub backend: Backend,
+    /// Where and how inference runs: backend, CPU threads and kernels (changing them replans
+    /// the model).
+    pub engine: EngineOptions,
 }
 
 impl WorkerConfig {
@@ -41,15 +42,18 @@ impl WorkerConfig {
             file: None,
             size: None,
             person_threshold: PoseThresholds::default().person,
-            backend: crate::engine::default_backend(),
+            engine: EngineOptions::default(),
         }
     }
 
     /// What needs a reload when it changes (thresholds do not).
-    fn key(&self) -> (Option<String>, Option<PathBuf>, Option<usize>, Backend) {
-        (self.model.clone(), self.file.clone(), self.size, self.backend)
+    fn key(&self) -> ReloadKey {
+        (self.model.clone(), self.file.clone(), self.size, self.engine.clone())
     }
 }
+
+/// The parts of a `WorkerConfig` that need a reload when they change.
+type ReloadKey = (Option<String>, Option<PathBuf>, Option<usize>, EngineOptions);
 
 /// One model's output for one frame, with where it came from and how long it took.
 #[derive(Debug)]
@@ -71,7 +75,7 @@ pub struct ModelResult {
 }
 
 fn load(kind: Kind, c: &WorkerConfig) -> anyhow::Result<Analyzer> {
-    let mut choice = ModelChoice::default();
+    let mut choice = ModelChoice { engine: c.engine.clone(), ..ModelChoice::default() };
     match kind {
         Kind::Pose => {
             choice.pose = c.model.clone();
@@ -84,11 +88,7 @@ fn load(kind: Kind, c: &WorkerConfig) -> anyhow::Result<Analyzer> {
             choice.seg_size = c.size;
         }
     }
-    let mut a = Analyzer::new(&choice, PoseThresholds { person: c.person_threshold })?;
-    for s in a.pose.iter_mut().chain(a.seg.iter_mut()) {
-        s.set_backend(c.backend);
-    }
-    Ok(a)
+    Analyzer::new(&choice, PoseThresholds { person: c.person_threshold })
 }
 
 pub fn run(shared: Arc<Shared>, kind: Kind) {
@@ -97,7 +97,7 @@ pub fn run(shared: Arc<Shared>, kind: Kind) {
         Kind::Seg => (&shared.seg_in, &shared.seg_out),
     };
     // The configuration last tried (loaded or failed), and the model when it loaded.
-    let mut tried: Option<(Option<String>, Option<PathBuf>, Option<usize>, Backend)> = None;
+    let mut tried: Option<ReloadKey> = None;
     let mut analyzer: Option<Analyzer> = None;
     let mut model_name = String::new();
     while !shared.stopping() {

@@ -555,10 +555,6 @@ impl Engine for GpuEngine {
         &self.output_shapes
     }
 
-    fn as_gpu(&mut self) -> Option<&mut GpuEngine> {
-        Some(self)
-    }
-
     fn backend_name(&self) -> String {
         format!("gpu (wgpu: {} via {:?})", self.ctx.adapter.name, self.ctx.adapter.backend)
     }
