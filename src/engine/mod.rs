@@ -83,9 +83,7 @@ pub fn load(options: &EngineOptions, bytes: &[u8], label: &str, spec: &ModelSpec
     // The CPU loader's checks first, so a wrong file gives the same message on every backend.
     tract_cpu::check_onnx(bytes, label, spec, input_shape)?;
     // A GPU plan's CPU part runs on tract's executor, which the thread count sets.
-    if tract_cpu::threads_in_use() != cpu.threads {
-        tract_cpu::set_threads(cpu.threads)?;
-    }
+    tract_cpu::use_threads(cpu.threads)?;
     match gpu::GpuEngine::load_onnx(bytes, label, spec, input_shape) {
         Ok(g) => Ok(Box::new(g)),
         Err(e) if backend == Backend::Auto => {

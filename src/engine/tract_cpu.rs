@@ -36,7 +36,7 @@ impl Default for CpuOptions {
 }
 
 /// Makes the process's CPU workers `n` threads, unless they already are.
-fn use_threads(n: usize) -> Result<()> {
+pub fn use_threads(n: usize) -> Result<()> {
     if THREADS.load(std::sync::atomic::Ordering::Relaxed) != n {
         set_threads(n)?;
     }
@@ -83,11 +83,6 @@ fn keep_freed_memory() {
             }
         });
     }
-}
-
-/// The thread count in use (0: none set yet), for reports.
-pub fn threads_in_use() -> usize {
-    THREADS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The thread count last set (0: none yet), for reports.
