@@ -6,8 +6,8 @@
 //! ```text
 //! capture thread (camera.rs: Camera2 -> AImageReader -> yuv::to_frame)
 //!     --Watch (newest)-----------------------------------------> UI (app.rs, eframe on wgpu)
-//!     --Slot (latest wins)--> pose worker (tract, CPU)  --Watch-->  render::draw + HUD
-//!     --Slot (latest wins)--> seg worker  (tract, CPU)  --Watch-->
+//!     --Slot (latest wins)--> pose worker (CPU or GPU) --Watch-->  render::draw + HUD
+//!     --Slot (latest wins)--> seg worker  (CPU or GPU) --Watch-->
 //! ```
 //!
 //! Models come from the APK's assets (assets.rs); the camera permission is asked at run time
