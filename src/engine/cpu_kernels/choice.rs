@@ -79,7 +79,7 @@ impl KernelChoice {
 
 /// Whether a kernel test that needs AVX-512 can run here (the tests' switch, read here with
 /// the other switches). Without AVX-512 it says so on
-/// stderr (`skipped: needs AVX-512`) and the test returns, so a skip never reads as a pass;
+/// the real stderr (`skipped: needs AVX-512`) and the test returns, so a skip never reads as a pass;
 /// with `EDGESIGHT_REQUIRE_AVX512=1` (CI on an AVX-512 machine) a missing AVX-512 fails it.
 #[cfg(test)]
 pub(crate) fn avx512_or_skip(test: &str) -> bool {
@@ -90,7 +90,10 @@ pub(crate) fn avx512_or_skip(test: &str) -> bool {
     if std::env::var("EDGESIGHT_REQUIRE_AVX512").is_ok_and(|v| v == "1") {
         panic!("{test}: EDGESIGHT_REQUIRE_AVX512=1 but this CPU has no AVX-512");
     }
-    eprintln!("{test}: skipped: needs AVX-512");
+    // Written to the process's stderr, past the test harness's capture, so the skip shows in
+    // every run's output and not only when a test fails.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: needs AVX-512");
     false
 }
 
