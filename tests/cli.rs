@@ -4,13 +4,9 @@
 
 mod common;
 
-use common::{clip, repo, s, scratch, BIN};
+use common::{assert_clean_failure, clip, edgesight, repo, s, scratch, BIN};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn edgesight(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("binary runs")
-}
+use std::process::Command;
 
 /// Frames ffprobe counts by decoding the whole stream.
 fn ffprobe_frames(p: &Path) -> u64 {
@@ -22,21 +18,6 @@ fn ffprobe_frames(p: &Path) -> u64 {
         .expect("ffprobe runs");
     assert!(out.status.success(), "ffprobe failed on {}", p.display());
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("a frame count")
-}
-
-/// The run failed cleanly: non-zero exit, one `edgesight: error:` line naming `needle`, no panic.
-fn assert_clean_failure(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("edgesight: error:")).collect();
-    assert_eq!(errors.len(), 1, "expected one error message: {stderr}");
-    // The message may go on over indented lines (e.g. lists of checkpoint keys).
-    let message = &stderr[stderr.find("edgesight: error:").unwrap()..];
-    for n in needles {
-        assert!(message.contains(n), "error message lacks '{n}': {message}");
-    }
 }
 
 fn read_json(p: &Path) -> serde_json::Value {

@@ -1,46 +1,14 @@
 //! Messages that tell the user what to do: a model built from an official checkpoint asked for
 //! without one, and picture files that end too early.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{assert_clean_failure, edgesight, repo, s, scratch, BIN};
+use std::path::PathBuf;
 use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_edgesight");
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
-/// A fresh scratch folder per test.
-fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_messages").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn edgesight(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The run failed cleanly: exit status 1, one `edgesight: error:` line with every needle, no panic.
-fn assert_clean_failure(out: &Output, needles: &[&str]) {
-    let stderr = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("edgesight: error:")).collect();
-    assert_eq!(errors.len(), 1, "expected one error message: {stderr}");
-    let message = &stderr[stderr.find("edgesight: error:").unwrap()..];
-    for n in needles {
-        assert!(message.contains(n), "error message lacks '{n}': {message}");
-    }
 }
 
 fn coco_image() -> PathBuf {
@@ -50,7 +18,7 @@ fn coco_image() -> PathBuf {
 /// BEVANet has no bundled file: the message says which flag and which checkpoint to give.
 #[test]
 fn bevanet_without_a_checkpoint_says_what_to_pass() {
-    let out = scratch("bevanet");
+    let out = scratch("messages-bevanet");
     let r = edgesight(&["image", s(&coco_image()), "--out", s(&out), "--pose", "none", "--seg", "bevanet-s"]);
     assert_clean_failure(&r, &["bevanet-s", "--seg-model FILE", "official BEVANet checkpoint"]);
     assert!(!stderr(&r).contains("untrained weights"), "{}", stderr(&r));
@@ -62,7 +30,7 @@ fn bevanet_without_a_checkpoint_says_what_to_pass() {
 /// A LitePose model whose fixture file is not in the models folder gets the same kind of message.
 #[test]
 fn litepose_without_a_checkpoint_says_what_to_pass() {
-    let out = scratch("litepose");
+    let out = scratch("messages-litepose");
     let models = out.join("models");
     std::fs::create_dir_all(&models).unwrap();
     let r = Command::new(BIN)
@@ -76,7 +44,7 @@ fn litepose_without_a_checkpoint_says_what_to_pass() {
 /// A JPEG cut in half still decodes (the decoder fills in the rest), with a warning naming it.
 #[test]
 fn truncated_jpeg_is_reported() {
-    let out = scratch("jpeg");
+    let out = scratch("messages-jpeg");
     let bytes = std::fs::read(coco_image()).unwrap();
     let half = out.join("half.jpg");
     std::fs::write(&half, &bytes[..bytes.len() / 2]).unwrap();
@@ -94,7 +62,7 @@ fn truncated_jpeg_is_reported() {
 /// A PNG cut in half fails, and the message names the file and says it is truncated.
 #[test]
 fn truncated_png_fails_clearly() {
-    let out = scratch("png");
+    let out = scratch("messages-png");
     let img = image::open(coco_image()).unwrap().into_rgb8();
     let whole = out.join("whole.png");
     img.save(&whole).unwrap();

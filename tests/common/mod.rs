@@ -13,10 +13,31 @@
 
 use edgesight::engine::{Tensor, TensorData};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use tract_onnx::prelude::*;
 
 /// The edgesight binary Cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_edgesight");
+
+/// Runs the binary with `args`.
+pub fn edgesight(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("binary runs")
+}
+
+/// The run failed cleanly: non-zero exit, one `edgesight: error:` line naming `needle`, no panic.
+pub fn assert_clean_failure(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("edgesight: error:")).collect();
+    assert_eq!(errors.len(), 1, "expected one error message: {stderr}");
+    // The message may go on over indented lines (e.g. lists of checkpoint keys).
+    let message = &stderr[stderr.find("edgesight: error:").unwrap()..];
+    for n in needles {
+        assert!(message.contains(n), "error message lacks '{n}': {message}");
+    }
+}
 
 /// A path inside the repository.
 pub fn repo(p: &str) -> PathBuf {

@@ -6,6 +6,7 @@ use crate::engine::cpu_kernels::conv::{Clamp, ConvSpec, Isa, PackedConv};
 use crate::engine::cpu_kernels::epilogue;
 use crate::engine::cpu_kernels::pool::parallel;
 use crate::engine::cpu_kernels::rules::{Replacement, Rule, RuleContext};
+use super::conv_operands;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -167,19 +168,8 @@ fn edgesight_conv(model: &TypedModel, node: &TypedNode, conv: &Conv, isa: Isa, c
     {
         return Ok(None);
     }
-    let input = model.outlet_fact(node.inputs[0])?;
-    let Some(kernel) = model.outlet_fact(node.inputs[1])?.konst.clone() else { return Ok(None) };
+    let Some((kernel, batch_axis, [n, c, h, w])) = conv_operands(model, node, ps.data_format)? else { return Ok(None) };
     let bias = model.outlet_fact(node.inputs[2])?;
-    if input.datum_type != f32::datum_type() || kernel.datum_type() != f32::datum_type() || bias.datum_type != f32::datum_type() {
-        return Ok(None);
-    }
-    let Some(shape) = input.shape.as_concrete() else { return Ok(None) };
-    let batch_axis = ps.data_format == DataFormat::NCHW;
-    let (n, c, h, w) = match (batch_axis, shape) {
-        (true, &[n, c, h, w]) => (n, c, h, w),
-        (false, &[c, h, w]) => (1, c, h, w),
-        _ => return Ok(None),
-    };
     let (kh, kw) = (ps.kernel_shape[0], ps.kernel_shape[1]);
     let group = conv.group;
     let c_out = ps.output_channels;
