@@ -71,6 +71,7 @@ impl DirectConv {
 
     /// The kh x kw weights of output channel `c` of a depthwise convolution (one block of
     /// height 1 per group, so they are the channel's OIHW weights in order).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the row tiles are AVX-512 only
     pub(super) fn channel_weights(&self, c: usize) -> &[f32] {
         &self.weights[self.block_offsets[c]..][..self.spec.kernel[0] * self.spec.kernel[1]]
     }
@@ -136,6 +137,8 @@ impl DirectConv {
         // Row tiles only where `dw_rows` can run them: AVX-512, one channel per group, rows.
         #[cfg(target_arch = "x86_64")]
         assert!(!rows || (self.isa == Isa::Avx512 && g > 1 && cig == 1 && cog == 1 && !flat), "no row tiles for {s:?}");
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = cog;
         #[cfg(not(target_arch = "x86_64"))]
         assert!(!rows, "row tiles need AVX-512");
         if g > 1 {
@@ -269,6 +272,7 @@ impl DirectConv {
     }
 
     /// Output blocks of this convolution (for splitting work).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // Winograd's split is x86 only
     pub(super) fn n_blocks(&self) -> usize {
         self.blocks.len()
     }
@@ -285,6 +289,7 @@ struct Geom {
     sw: usize,
     pt: usize,
     pl: usize,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the AVX-512 fill is x86 only
     avx512: bool,
 }
 

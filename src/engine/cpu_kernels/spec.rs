@@ -66,6 +66,7 @@ impl Isa {
 
     /// Every kernel set this CPU can run (for tests).
     pub fn available() -> Vec<Isa> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut v = vec![Isa::Portable];
         #[cfg(target_arch = "x86_64")]
         {

@@ -36,7 +36,10 @@ pub fn supports(strategy: ConvStrategy, spec: &ConvSpec, isa: Isa, h: usize, w: 
     #[cfg(target_arch = "x86_64")]
     let avx512 = isa == Isa::Avx512;
     #[cfg(not(target_arch = "x86_64"))]
-    let avx512 = false;
+    let avx512 = {
+        let _ = isa;
+        false
+    };
     let _ = (oh, ow);
     match strategy {
         ConvStrategy::Direct => true,
