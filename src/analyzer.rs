@@ -79,20 +79,13 @@ fn open(catalog: &Catalog, name: &str, file: Option<&PathBuf>, task: Task, size:
         None => {
             let bundled = crate::catalog::models_dir().join(&spec.file);
             // A model built from an official checkpoint may come without one: say what to pass.
-            if !bundled.is_file() {
-                if let Some(family) = spec.checkpoint_family() {
-                    let flag = match task {
-                        Task::Pose => "--pose-model",
-                        Task::Segmentation => "--seg-model",
-                    };
-                    bail!(
-                        "'{}' has no model file here ({} does not exist): pass {flag} FILE with an official {family} checkpoint \
-                         (or an ONNX file made from one by `edgesight convert`)",
-                        spec.name,
-                        bundled.display()
-                    );
-                }
-            }
+            let flag = match task {
+                Task::Pose => "--pose-model",
+                Task::Segmentation => "--seg-model",
+            };
+            spec.check_checkpoint_present(&bundled, |family| {
+                format!("pass {flag} FILE with an official {family} checkpoint (or an ONNX file made from one by `edgesight convert`)")
+            })?;
             // The bundled file is what the catalogue describes; a user's own file carries its own weights.
             if !spec.trained {
                 eprintln!("warning: model '{}' carries untrained weights; its output is not meaningful", spec.name);

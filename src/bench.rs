@@ -86,16 +86,9 @@ fn open_session(spec: ModelSpec, random: bool, engine: &EngineOptions) -> Result
         return ModelSession::with_random_weights(spec, 2024, engine);
     }
     let path = crate::catalog::models_dir().join(&spec.file);
-    if !path.is_file() {
-        if let Some(family) = spec.checkpoint_family() {
-            bail!(
-                "'{}' has no model file here ({} does not exist): measure it with --random-weights (speed does not \
-                 depend on weight values), or put an official {family} checkpoint there",
-                spec.name,
-                path.display()
-            );
-        }
-    }
+    spec.check_checkpoint_present(&path, |family| {
+        format!("measure it with --random-weights (speed does not depend on weight values), or put an official {family} checkpoint there")
+    })?;
     ModelSession::open(spec, &path, engine)
 }
 

@@ -186,6 +186,17 @@ impl ModelSpec {
         })
     }
 
+    /// Fails when this model is built from an official checkpoint and its file `path` is absent:
+    /// the message names the file and, through `remedy(family)`, what to pass instead.
+    pub fn check_checkpoint_present(&self, path: &Path, remedy: impl FnOnce(&str) -> String) -> Result<()> {
+        match self.checkpoint_family() {
+            Some(family) if !path.is_file() => {
+                bail!("'{}' has no model file here ({} does not exist): {}", self.name, path.display(), remedy(family))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Replace the size target (longest or shortest side, for `--pose-size` / `--seg-size`);
     /// fixed-size models refuse.
     pub fn with_side(mut self, side: usize) -> Result<Self> {
