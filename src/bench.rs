@@ -10,6 +10,7 @@ use crate::pipeline::{self, VideoJob};
 use crate::render::Style;
 use crate::session::ModelSession;
 use crate::stats::summarise;
+use crate::track::TrackOptions;
 use crate::video_source::{self, VideoReader};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -77,6 +78,9 @@ pub struct DepthwiseFigures {
 pub struct PipelineFigures {
     pub fps: f64,
     pub inference_ms_per_frame: f64,
+    /// Tracking and smoothing (people and mask), mean per frame, and as a share of inference.
+    pub track_ms_per_frame: f64,
+    pub track_percent_of_inference: f64,
     pub wall_ms_per_frame: f64,
     pub overhead_percent: f64,
 }
@@ -131,8 +135,12 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut rows = Vec::new();
+    let mut soak = None;
     println!("{:<32} {:>14} {:>9} {:>9} {:>8} {:>10} {:>9}", "model", "input", "p50 ms", "p95 ms", "fps", "wall ms/f", "overhead");
-    for cfg in configs {
+    // The tracker soak runs on the last configuration with a pose model (pose + segmentation
+    // when both are measured).
+    let soak_at = configs.iter().rposition(|c| c.iter().any(|n| catalog.get(n).is_ok_and(|m| m.task == Task::Pose)));
+    for (ci, cfg) in configs.into_iter().enumerate() {
         let mut analyzer = Analyzer { pose: None, seg: None, thresholds: PoseThresholds::default() };
         let mut trained = true;
         for name in &cfg {
@@ -174,12 +182,22 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
             Some(_) => None,
             None => {
                 let out_dir = job.out_dir.join(cfg.join("+"));
-                let vjob =
-                    VideoJob { input: job.clip.clone(), out_dir, write_masks: false, style: Style::default(), progress: false };
+                let vjob = VideoJob {
+                    input: job.clip.clone(),
+                    out_dir,
+                    write_masks: false,
+                    style: Style::default(),
+                    progress: false,
+                    track: TrackOptions::default(),
+                    csv: None,
+                };
                 let report = pipeline::run(&vjob, &mut analyzer)?.into_result()?;
+                let mean = |stage: &str| report.stages.get(stage).map_or(0.0, |s| s.mean_ms);
                 Some(PipelineFigures {
                     fps: report.fps,
-                    inference_ms_per_frame: report.stages.get("inference").map_or(0.0, |s| s.mean_ms),
+                    inference_ms_per_frame: mean("inference"),
+                    track_ms_per_frame: mean("track"),
+                    track_percent_of_inference: 100.0 * mean("track") / mean("inference").max(1e-9),
                     wall_ms_per_frame: report.wall_time_s * 1000.0 / report.frames.max(1) as f64,
                     overhead_percent: report.overhead_vs_inference_percent,
                 })
@@ -204,12 +222,32 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
             ),
             None => println!("{:<32} {:>14} {:>9.1} {:>9.1}", row.model, shape, row.inference_p50_ms, row.inference_p95_ms),
         }
+        if let Some(p) = &row.pipeline {
+            println!("  tracking + smoothing: {:.3} ms per frame ({:.3}% of inference)", p.track_ms_per_frame, p.track_percent_of_inference);
+        }
         for g in &row.gpu {
             print_gpu(g);
+        }
+        if job.input.is_none() && soak_at == Some(ci) {
+            soak = Some(tracker_soak(&mut analyzer, &job.clip)?);
         }
         rows.push(row);
     }
     std::fs::create_dir_all(&job.out_dir).with_context(|| format!("cannot create {}", job.out_dir.display()))?;
+    if let Some(s) = &soak {
+        println!(
+            "tracker over {} frames (the clip's {} analysed frames replayed): {:.3} ms per frame p50, {:.3} p95; {} tracks; RSS {} at start, {} at end",
+            s.frames,
+            s.distinct_frames,
+            s.track_ms.p50_ms,
+            s.track_ms.p95_ms,
+            s.tracks,
+            mib(s.rss_start_bytes),
+            mib(s.rss_end_bytes)
+        );
+        let path = job.out_dir.join("tracker-soak.json");
+        std::fs::write(&path, serde_json::to_string_pretty(s)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let path = job.out_dir.join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&rows)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -220,6 +258,66 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
         path.display()
     );
     Ok(rows)
+}
+
+/// The tracker (people and mask smoothing) over a long run, for its time per frame and whether
+/// memory stays flat.
+#[derive(Debug, Serialize)]
+pub struct TrackerSoak {
+    pub frames: u64,
+    pub distinct_frames: usize,
+    pub track_ms: crate::stats::Summary,
+    pub tracks: u64,
+    pub rss_start_bytes: Option<u64>,
+    pub rss_end_bytes: Option<u64>,
+}
+
+/// Frames the soak replays.
+const SOAK_FRAMES: u64 = 10_000;
+
+fn mib(b: Option<u64>) -> String {
+    b.map_or("unknown".into(), |b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)))
+}
+
+/// Analyses the clip's frames once, then replays them through a fresh tracker for 10,000 frames
+/// with advancing timestamps (each replay starts people over: old tracks must end and free their
+/// memory).
+fn tracker_soak(analyzer: &mut Analyzer, clip: &std::path::Path) -> Result<TrackerSoak> {
+    use crate::analyzer::{Analysis, AnalysisTimes};
+    use crate::track::Temporal;
+    let info = video_source::probe(clip)?;
+    let mut reader = VideoReader::open(&info)?;
+    let opts = TrackOptions::default();
+    let person = analyzer.thresholds.person;
+    analyzer.thresholds.person = opts.decode_threshold(person);
+    let mut analysed: Vec<Analysis> = Vec::new();
+    while let Some(frame) = reader.next_frame()? {
+        analysed.push(analyzer.analyze(&frame, &mut AnalysisTimes::default())?);
+    }
+    analyzer.thresholds.person = person;
+    if analysed.is_empty() {
+        bail!("{} has no frames", clip.display());
+    }
+    let step = 1.0 / info.fps.max(1.0);
+    let mut temporal = Temporal::new(&opts, person, analyzer.schema());
+    let copy = |a: &Analysis| Analysis { people: a.people.clone(), mask: a.mask.clone(), classes: None };
+    let rss_start = crate::stats::rss_bytes();
+    let mut times = Vec::with_capacity(SOAK_FRAMES as usize);
+    for i in 0..SOAK_FRAMES {
+        let mut a = copy(&analysed[i as usize % analysed.len()]);
+        let t = Instant::now();
+        temporal.apply(&mut a, i as f64 * step);
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let rss_end = crate::stats::rss_bytes();
+    Ok(TrackerSoak {
+        frames: SOAK_FRAMES,
+        distinct_frames: analysed.len(),
+        track_ms: summarise(&times),
+        tracks: temporal.summary().map_or(0, |s| s.count),
+        rss_start_bytes: rss_start,
+        rss_end_bytes: rss_end,
+    })
 }
 
 /// "HxW" of an NHWC or NCHW shape.

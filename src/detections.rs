@@ -17,6 +17,8 @@ pub struct Person {
     /// [x0, y0, x1, y1] in source pixels.
     pub bbox: [f32; 4],
     pub score: f32,
+    /// Identity over a video (`track`), never reused within a run; `None` when not tracked.
+    pub track_id: Option<u64>,
 }
 
 /// A per-pixel person probability at the model's output resolution.

@@ -10,6 +10,7 @@ use edgesight::engine::cpu_kernels::KernelChoice;
 use edgesight::engine::tract_cpu::CpuOptions;
 use edgesight::engine::{Backend, EngineOptions};
 use edgesight::render::Style;
+use edgesight::track::{MaskSmoothing, OneEuroParams, TrackOptions, TrackerParams};
 use edgesight::{bench, convert, images, live, pipeline};
 use std::path::PathBuf;
 
@@ -65,8 +66,14 @@ enum Command {
         /// Never draw a progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Also write one row per person per frame to this CSV file (frame, timestamp_s,
+        /// track_id, score, box, then x, y, score per joint; the header names the joints).
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
         #[command(flatten)]
         models: ModelArgs,
+        #[command(flatten)]
+        track: TrackArgs,
     },
     /// Run pose and segmentation on still images.
     Image {
@@ -172,6 +179,118 @@ struct LiveArgs {
     record: Option<PathBuf>,
     #[command(flatten)]
     models: ModelArgs,
+    #[command(flatten)]
+    track: TrackArgs,
+}
+
+/// `--track` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+enum TrackArg {
+    /// Match each frame's people to tracks by keypoint similarity (OKS) and box overlap, in
+    /// ByteTrack's two stages; each person gets a track_id.
+    #[default]
+    OksIou,
+    /// Every frame on its own: no track ids, no smoothing.
+    None,
+}
+
+/// `--smooth` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+enum SmoothArg {
+    /// One-Euro filter per joint of each track, and masks averaged over time where they change little.
+    #[default]
+    OneEuro,
+    /// Raw joints and masks (tracking stays on).
+    None,
+}
+
+/// People over time (video and live; still images are never tracked).
+#[derive(Args, Clone, Debug)]
+struct TrackArgs {
+    /// Tracking of people across frames.
+    #[arg(long, value_enum, default_value_t = TrackArg::OksIou)]
+    track: TrackArg,
+    /// Smoothing of tracked joints and of masks.
+    #[arg(long, value_enum, default_value_t = SmoothArg::OneEuro)]
+    smooth: SmoothArg,
+    /// Seconds a track whose person is not seen is kept, so a person hidden briefly gets the
+    /// same id back.
+    #[arg(long, value_name = "SECONDS", default_value_t = TrackerParams::default().lost_time_s)]
+    track_lost_time: f64,
+    /// One-Euro cutoff (Hz) of a still joint: lower is smoother.
+    #[arg(long, default_value_t = OneEuroParams::default().min_cutoff)]
+    smooth_min_cutoff: f32,
+    /// One-Euro speed coefficient (Hz per person height per second): higher follows fast
+    /// motion with less lag.
+    #[arg(long, default_value_t = OneEuroParams::default().beta)]
+    smooth_beta: f32,
+    /// One-Euro cutoff (Hz) of the speed estimate.
+    #[arg(long, default_value_t = OneEuroParams::default().d_cutoff)]
+    smooth_d_cutoff: f32,
+    /// Mask smoothing: time constant (seconds) of the average where the person probability
+    /// changes little.
+    #[arg(long, value_name = "SECONDS", default_value_t = MaskSmoothing::default().time_constant_s)]
+    smooth_mask_time: f32,
+    /// Mask smoothing: probability changes up to this are averaged fully ...
+    #[arg(long, default_value_t = MaskSmoothing::default().calm_below)]
+    smooth_mask_calm: f32,
+    /// ... and changes from this on are taken as they are (a person moving: no ghost).
+    #[arg(long, default_value_t = MaskSmoothing::default().follow_above)]
+    smooth_mask_follow: f32,
+}
+
+impl Default for TrackArgs {
+    fn default() -> Self {
+        let p = OneEuroParams::default();
+        TrackArgs {
+            track: TrackArg::OksIou,
+            smooth: SmoothArg::OneEuro,
+            track_lost_time: TrackerParams::default().lost_time_s,
+            smooth_min_cutoff: p.min_cutoff,
+            smooth_beta: p.beta,
+            smooth_d_cutoff: p.d_cutoff,
+            smooth_mask_time: MaskSmoothing::default().time_constant_s,
+            smooth_mask_calm: MaskSmoothing::default().calm_below,
+            smooth_mask_follow: MaskSmoothing::default().follow_above,
+        }
+    }
+}
+
+impl TrackArgs {
+    /// The options, checked; `joint_threshold` is --keypoint-threshold (joints below it take no
+    /// part in matching or smoothing, as they are not drawn).
+    fn options(&self, joint_threshold: f32) -> Result<TrackOptions> {
+        if !(self.track_lost_time.is_finite() && (0.0..=3600.0).contains(&self.track_lost_time)) {
+            anyhow::bail!("--track-lost-time must be between 0 and 3600 seconds, got {}", self.track_lost_time);
+        }
+        for (name, v) in [("--smooth-min-cutoff", self.smooth_min_cutoff), ("--smooth-d-cutoff", self.smooth_d_cutoff)] {
+            if !(v.is_finite() && v > 0.0 && v <= 1000.0) {
+                anyhow::bail!("{name} must be a frequency in Hz above 0 (at most 1000), got {v}");
+            }
+        }
+        if !(self.smooth_beta.is_finite() && (0.0..=1000.0).contains(&self.smooth_beta)) {
+            anyhow::bail!("--smooth-beta must be between 0 and 1000, got {}", self.smooth_beta);
+        }
+        if !(self.smooth_mask_time.is_finite() && self.smooth_mask_time > 0.0 && self.smooth_mask_time <= 60.0) {
+            anyhow::bail!("--smooth-mask-time must be between 0 and 60 seconds (above 0), got {}", self.smooth_mask_time);
+        }
+        let (calm, follow) = (self.smooth_mask_calm, self.smooth_mask_follow);
+        if !((0.0..=1.0).contains(&calm) && (0.0..=1.0).contains(&follow) && calm < follow) {
+            anyhow::bail!("--smooth-mask-calm and --smooth-mask-follow must lie in 0..1 with calm < follow, got {calm} and {follow}");
+        }
+        if self.track == TrackArg::None {
+            return Ok(TrackOptions::off());
+        }
+        let mut o = TrackOptions::default();
+        o.people.lost_time_s = self.track_lost_time;
+        o.people.joint_threshold = joint_threshold;
+        o.people.smoothing = Some(OneEuroParams { min_cutoff: self.smooth_min_cutoff, beta: self.smooth_beta, d_cutoff: self.smooth_d_cutoff });
+        o.mask = Some(MaskSmoothing { time_constant_s: self.smooth_mask_time, calm_below: calm, follow_above: follow });
+        Ok(match self.smooth {
+            SmoothArg::OneEuro => o,
+            SmoothArg::None => o.unsmoothed(),
+        })
+    }
 }
 
 fn parse_wh(s: &str) -> Result<(u32, u32), String> {
@@ -218,6 +337,7 @@ fn live_options(a: LiveArgs, engine: &EngineOptions) -> Result<live::LiveOptions
         None => live::capture::SourceSpec::Camera { index: a.camera, width: a.resolution.0, height: a.resolution.1 },
     };
     let person_threshold = a.models.person_threshold;
+    let track = a.track.options(a.models.keypoint_threshold)?;
     Ok(live::LiveOptions {
         source,
         pose: live::worker::WorkerConfig {
@@ -226,8 +346,16 @@ fn live_options(a: LiveArgs, engine: &EngineOptions) -> Result<live::LiveOptions
             size: choice.pose_size,
             person_threshold,
             engine: choice.engine.clone(),
+            track: track.clone(),
         },
-        seg: live::worker::WorkerConfig { model: choice.seg, file: choice.seg_file, size: choice.seg_size, person_threshold, engine: choice.engine },
+        seg: live::worker::WorkerConfig {
+            model: choice.seg,
+            file: choice.seg_file,
+            size: choice.seg_size,
+            person_threshold,
+            engine: choice.engine,
+            track,
+        },
         style: a.models.style(),
         frames: a.frames,
         screenshot: a.screenshot,
@@ -370,9 +498,10 @@ fn run(cli: Cli) -> Result<()> {
             anyhow::bail!("this edgesight was built without the `desktop` feature: live mode (camera, window) is not available");
         }
         Command::Models => list_models(),
-        Command::Video { input, out, masks, quiet, models } => {
+        Command::Video { input, out, masks, quiet, csv, models, track } => {
+            let track = track.options(models.keypoint_threshold)?;
             let mut analyzer = models.analyzer(&engine)?;
-            let job = pipeline::VideoJob { input, out_dir: out, write_masks: masks, style: models.style(), progress: !quiet };
+            let job = pipeline::VideoJob { input, out_dir: out, write_masks: masks, style: models.style(), progress: !quiet, track, csv };
             let report = pipeline::run(&job, &mut analyzer)?.into_result()?;
             eprintln!(
                 "{} frames in {:.1} s ({:.2} fps); outputs in {}",

@@ -135,6 +135,7 @@ mod tests {
             keypoints: gt.keypoints.iter().map(|k| Keypoint { x: k[0] + dx, y: k[1], score: 1.0 }).collect(),
             bbox: [0.0; 4],
             score: 1.0,
+            track_id: None,
         };
         assert!((oks(&gt, &mk(0.0)) - 1.0).abs() < 1e-6);
         let (a, b) = (oks(&gt, &mk(5.0)), oks(&gt, &mk(20.0)));

@@ -1,17 +1,19 @@
 //! Headless video: every frame of a file through decode -> preprocess -> inference -> decode
 //! -> render -> encode, on three threads joined by bounded channels (back-pressure, never drops):
 //!
-//!   reader thread (ffmpeg decode)  ->  this thread (models)  ->  sink thread (render, encode, jsonl)
+//!   reader thread (ffmpeg decode)  ->  this thread (models)  ->  sink thread (track, render, encode, jsonl)
 //!
 //! Whatever happens, the sink is closed properly, so frames processed before a fault are kept in
 //! annotated.mp4 and frames.jsonl, and report.json says how the run ended.
 
 use crate::analyzer::{AnalysisTimes, Analyzer, ModelInfo};
 use crate::frame::Frame;
+use crate::person_csv::PersonCsv;
 use crate::records::FrameRecord;
 use crate::render::{self, Overlay, Style};
 use crate::skeleton::Schema;
 use crate::stats::{StageLog, Summary};
+use crate::track::{Temporal, TrackOptions, TrackSummary};
 use crate::video_source::{self, DecodeEnd, VideoInfo, VideoReader};
 use crate::video_writer::VideoWriter;
 use anyhow::{anyhow, Context, Result};
@@ -33,6 +35,10 @@ pub struct VideoJob {
     pub write_masks: bool,
     pub style: Style,
     pub progress: bool,
+    /// Identities, smoothing (`TrackOptions::off()`: every frame on its own).
+    pub track: TrackOptions,
+    /// Also write one CSV row per person per frame here.
+    pub csv: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,6 +59,9 @@ pub struct Report {
     pub models: Vec<ModelInfo>,
     pub backend: String,
     pub keypoint_names: Vec<&'static str>,
+    /// Tracking totals (tracking on and a pose model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracks: Option<TrackSummary>,
     pub outputs: BTreeMap<&'static str, String>,
 }
 
@@ -100,6 +109,14 @@ struct SinkResult {
     frames: u64,
     log: StageLog,
     error: Option<anyhow::Error>,
+    tracks: Option<TrackSummary>,
+}
+
+/// What the sink thread writes besides the video.
+struct Sinks {
+    jsonl: BufWriter<File>,
+    csv: Option<PersonCsv>,
+    masks_dir: Option<PathBuf>,
 }
 
 pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
@@ -117,14 +134,23 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
     if job.write_masks && analyzer.seg.is_some() {
         std::fs::create_dir_all(&masks_dir).map_err(|e| anyhow!("cannot create {}: {e}", masks_dir.display()))?;
     }
+    let schema = analyzer.schema();
+    let csv = match (&job.csv, schema) {
+        (Some(path), Some(sc)) => Some(PersonCsv::create(path, sc.joints)?),
+        (Some(_), None) => anyhow::bail!("--csv writes pose results, but pose is off (--pose none)"),
+        (None, _) => None,
+    };
+    // The tracker sees people down to its second-stage score and reports those that count.
+    let person_threshold = analyzer.thresholds.person;
+    let temporal = Temporal::new(&job.track, person_threshold, schema);
+    analyzer.thresholds.person = job.track.decode_threshold(person_threshold);
 
     let bar = progress_bar(job.progress, info.declared_frames);
     let started = Instant::now();
     let (frame_tx, frame_rx) = sync_channel::<(Frame, Duration)>(QUEUE);
     let (done_tx, done_rx) = sync_channel::<Analysed>(QUEUE);
-    let schema = analyzer.schema();
     let style = job.style;
-    let masks = (job.write_masks && analyzer.seg.is_some()).then_some(masks_dir.clone());
+    let sinks = Sinks { jsonl, csv, masks_dir: (job.write_masks && analyzer.seg.is_some()).then_some(masks_dir.clone()) };
 
     let (end, sink, infer_log, infer_error) = std::thread::scope(|scope| {
         let reader_thread = scope.spawn(move || {
@@ -148,7 +174,7 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
             reader.finish()
         });
         let sink_thread =
-            scope.spawn(move || sink_loop(done_rx, &mut writer, jsonl, schema, style, masks.as_deref()));
+            scope.spawn(move || sink_loop(done_rx, &mut writer, sinks, temporal, schema, style));
 
         let mut log = StageLog::default();
         let mut error = None;
@@ -180,11 +206,13 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
             frames: 0,
             log: StageLog::default(),
             error: Some(anyhow!("the output thread failed")),
+            tracks: None,
         });
         (end, sink, log, error)
     });
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
+    analyzer.thresholds.person = person_threshold;
 
     let mut log = infer_log;
     log.merge(sink.log);
@@ -197,6 +225,9 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
     outputs.insert("frames_jsonl", jsonl_path.display().to_string());
     if job.write_masks && analyzer.seg.is_some() {
         outputs.insert("masks", masks_dir.display().to_string());
+    }
+    if let Some(p) = &job.csv {
+        outputs.insert("csv", p.display().to_string());
     }
     let models = analyzer.model_infos(info.width, info.height);
     let backend = models.first().map(|m| m.backend.clone()).unwrap_or_default();
@@ -214,6 +245,7 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
         models,
         backend,
         keypoint_names: analyzer.schema().map_or(vec![], |s| s.joints.to_vec()),
+        tracks: sink.tracks.filter(|_| analyzer.pose.is_some()),
         outputs,
     };
     let report_path = job.out_dir.join("report.json");
@@ -236,35 +268,46 @@ fn record_times(log: &mut StageLog, t: &AnalysisTimes) {
     log.record("decode_output", total.decode);
 }
 
+/// The per-frame outputs besides the video: frames.jsonl, the CSV, the mask PNG.
+fn write_records(sinks: &mut Sinks, frame: &Frame, analysis: &crate::analyzer::Analysis) -> Result<()> {
+    let record = FrameRecord::new(frame.index, frame.timestamp_s, analysis);
+    serde_json::to_writer(&mut sinks.jsonl, &record)?;
+    sinks.jsonl.write_all(b"\n")?;
+    if let Some(csv) = &mut sinks.csv {
+        csv.write_frame(frame.index, frame.timestamp_s, &analysis.people)?;
+    }
+    if let (Some(dir), Some(mask)) = (&sinks.masks_dir, &analysis.mask) {
+        let png = dir.join(format!("{:06}.png", frame.index));
+        let px = mask.to_frame_u8(frame.width, frame.height);
+        image::save_buffer(&png, &px, frame.width as u32, frame.height as u32, image::ColorType::L8)
+            .with_context(|| format!("cannot write {}", png.display()))?;
+    }
+    Ok(())
+}
+
 fn sink_loop(
     rx: Receiver<Analysed>,
     writer: &mut VideoWriter,
-    mut jsonl: BufWriter<File>,
+    mut sinks: Sinks,
+    mut temporal: Temporal,
     schema: Option<Schema>,
     style: Style,
-    masks_dir: Option<&Path>,
 ) -> SinkResult {
     let mut log = StageLog::default();
     let mut frames = 0;
     let mut error = None;
-    for Analysed { mut frame, analysis } in rx.iter() {
+    for Analysed { mut frame, mut analysis } in rx.iter() {
         let t0 = Instant::now();
-        let record = FrameRecord::new(frame.index, frame.timestamp_s, &analysis);
-        render::draw(&mut frame, &Overlay::of(&analysis, schema), &style);
+        temporal.apply(&mut analysis, frame.timestamp_s);
         let t1 = Instant::now();
-        let step = writer.write(&frame).and_then(|_| {
-            serde_json::to_writer(&mut jsonl, &record)?;
-            jsonl.write_all(b"\n")?;
-            if let (Some(dir), Some(mask)) = (masks_dir, &analysis.mask) {
-                let png = dir.join(format!("{:06}.png", frame.index));
-                let px = mask.to_frame_u8(frame.width, frame.height);
-                image::save_buffer(&png, &px, frame.width as u32, frame.height as u32, image::ColorType::L8)
-                    .with_context(|| format!("cannot write {}", png.display()))?;
-            }
-            Ok(())
-        });
-        log.record("render", t1 - t0);
-        log.record("encode", t1.elapsed());
+        // Records first: the frame is drawn on next.
+        let records = write_records(&mut sinks, &frame, &analysis);
+        render::draw(&mut frame, &Overlay::of(&analysis, schema), &style);
+        let t2 = Instant::now();
+        let step = records.and_then(|_| writer.write(&frame));
+        log.record("track", t1 - t0);
+        log.record("render", t2 - t1);
+        log.record("encode", t2.elapsed());
         if let Err(e) = step {
             error = Some(e);
             break;
@@ -273,13 +316,18 @@ fn sink_loop(
     }
     // Drain so the inference thread is never blocked on a dead sink.
     drop(rx);
-    if let Err(e) = jsonl.flush() {
+    if let Err(e) = sinks.jsonl.flush() {
         error.get_or_insert(anyhow!("cannot write frames.jsonl: {e}"));
+    }
+    if let Some(csv) = sinks.csv {
+        if let Err(e) = csv.finish() {
+            error.get_or_insert(e);
+        }
     }
     if let Err(e) = writer.finish() {
         error.get_or_insert(e);
     }
-    SinkResult { frames, log, error }
+    SinkResult { frames, log, error, tracks: temporal.summary() }
 }
 
 fn progress_bar(enabled: bool, len: Option<u64>) -> ProgressBar {

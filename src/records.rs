@@ -14,6 +14,9 @@ pub struct PersonRecord {
     pub bbox: [f32; 4],
     /// [x, y, score] per joint in the schema's order, source pixels.
     pub keypoints: Vec<[f32; 3]>,
+    /// Identity over the video (tracking on); never reused within a run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -45,6 +48,7 @@ impl PersonRecord {
             score: round(p.score, 4),
             bbox: p.bbox.map(|v| round(v, 2)),
             keypoints: p.keypoints.iter().map(|k| [round(k.x, 2), round(k.y, 2), round(k.score, 4)]).collect(),
+            track_id: p.track_id,
         }
     }
 }

@@ -4,9 +4,11 @@
 use crate::analyzer::Analysis;
 use crate::detections::{ClassMap, Mask, Person};
 use crate::frame::Frame;
+use crate::glyphs;
 use crate::skeleton::Schema;
 
-/// Distinct colours for people, in the order they are listed.
+/// Distinct colours for people: by track id when tracked (the same person keeps its colour),
+/// else in the order they are listed.
 pub const PERSON_COLOURS: [[u8; 3]; 10] = [
     [230, 25, 75],
     [60, 180, 75],
@@ -58,10 +60,13 @@ pub fn draw(frame: &mut Frame, overlay: &Overlay, style: &Style) {
     }
     let thickness = (frame.width.max(frame.height) as f32 / 400.0).max(1.5);
     for (i, person) in overlay.people.iter().enumerate() {
-        let colour = PERSON_COLOURS[i % PERSON_COLOURS.len()];
+        let colour = person_colour(person, i);
         let [x0, y0, x1, y1] = person.bbox;
         for (a, b) in [((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))] {
             capsule(frame, a, b, 0.75, colour, 0.6);
+        }
+        if let Some(id) = person.track_id {
+            id_label(frame, id, (x0, y0), thickness, colour);
         }
         let kp = &person.keypoints;
         let visible = |j: usize| kp.get(j).is_some_and(|k| k.score >= style.keypoint_threshold);
@@ -75,6 +80,35 @@ pub fn draw(frame: &mut Frame, overlay: &Overlay, style: &Style) {
         for k in kp.iter().filter(|k| k.score >= style.keypoint_threshold) {
             capsule(frame, (k.x, k.y), (k.x, k.y), thickness * 2.0 + 1.0, [20, 20, 20], 1.0);
             capsule(frame, (k.x, k.y), (k.x, k.y), thickness * 2.0, colour, 1.0);
+        }
+    }
+}
+
+/// The colour a person is drawn in: by track id when tracked, else by its place in the list.
+pub fn person_colour(person: &Person, index: usize) -> [u8; 3] {
+    let k = match person.track_id {
+        Some(id) => id.saturating_sub(1) as usize,
+        None => index,
+    };
+    PERSON_COLOURS[k % PERSON_COLOURS.len()]
+}
+
+/// The track id in dark digits on a tag of the person's colour, just above the box's top-left
+/// corner (inside the frame).
+fn id_label(frame: &mut Frame, id: u64, corner: (f32, f32), thickness: f32, colour: [u8; 3]) {
+    if !corner.0.is_finite() || !corner.1.is_finite() {
+        return;
+    }
+    let px = (thickness.round() as usize).max(2); // frame pixels per font pixel
+    let (w, h) = ((glyphs::width(id) + 2) * px, (glyphs::GLYPH_H + 2) * px);
+    let x0 = (corner.0.max(0.0) as usize).min(frame.width.saturating_sub(w));
+    let y0 = (corner.1 as isize - h as isize).max(0) as usize;
+    for y in y0..(y0 + h).min(frame.height) {
+        for x in x0..(x0 + w).min(frame.width) {
+            let (fx, fy) = ((x - x0) / px, (y - y0) / px);
+            let on = fx >= 1 && fy >= 1 && glyphs::lit(id, fx - 1, fy - 1);
+            let c = if on { [20, 20, 20] } else { colour };
+            frame.rgb[(y * frame.width + x) * 3..(y * frame.width + x) * 3 + 3].copy_from_slice(&c);
         }
     }
 }
@@ -168,11 +202,26 @@ mod tests {
         let mut kps = vec![Keypoint { x: 0.0, y: 0.0, score: 0.0 }; 17];
         kps[5] = Keypoint { x: 20.0, y: 20.0, score: 0.9 }; // left shoulder
         kps[7] = Keypoint { x: 20.0, y: 60.0, score: 0.9 }; // left elbow
-        let p = Person { keypoints: kps, bbox: [10.0, 10.0, 30.0, 70.0], score: 0.9 };
+        let p = Person { keypoints: kps, bbox: [10.0, 10.0, 30.0, 70.0], score: 0.9, track_id: None };
         draw(&mut f, &Overlay { people: &[p], schema: Some(COCO17), mask: None, classes: None }, &Style::default());
         let px = |x: usize, y: usize| &f.rgb[(y * 100 + x) * 3..(y * 100 + x) * 3 + 3];
         assert_eq!(px(20, 40), &PERSON_COLOURS[0][..]);
         assert_eq!(px(80, 40), &[0, 0, 0][..]);
+    }
+
+    #[test]
+    fn a_tracked_person_is_coloured_by_id_and_labelled() {
+        let mut f = Frame::new(100, 80, vec![0; 100 * 80 * 3]).unwrap();
+        let kps = vec![Keypoint { x: 50.0, y: 50.0, score: 0.9 }; 17];
+        let p = Person { keypoints: kps, bbox: [40.0, 40.0, 60.0, 70.0], score: 0.9, track_id: Some(3) };
+        assert_eq!(person_colour(&p, 0), PERSON_COLOURS[2]);
+        draw(&mut f, &Overlay { people: &[p], schema: Some(COCO17), mask: None, classes: None }, &Style::default());
+        let px = |x: usize, y: usize| f.rgb[(y * 100 + x) * 3..(y * 100 + x) * 3 + 3].to_vec();
+        assert_eq!(px(50, 50), PERSON_COLOURS[2].to_vec());
+        // The tag sits above the box's corner: its colour with dark digit pixels.
+        let tag: Vec<Vec<u8>> = (26..40).flat_map(|y| (40..52).map(move |x| (x, y))).map(|(x, y)| px(x, y)).collect();
+        assert!(tag.iter().any(|c| c == &PERSON_COLOURS[2].to_vec()));
+        assert!(tag.iter().any(|c| c == &vec![20, 20, 20]));
     }
 
     #[test]

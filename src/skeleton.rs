@@ -117,6 +117,15 @@ pub fn by_name(name: &str) -> Option<Schema> {
     }
 }
 
+/// A schema's OKS sigmas (COCO's, CrowdPose's), when published.
+pub fn oks_sigmas(schema: &Schema) -> Option<&'static [f32]> {
+    match schema.name {
+        "coco17" => Some(&COCO17_SIGMAS),
+        "crowdpose14" => Some(&CROWDPOSE14_SIGMAS),
+        _ => None,
+    }
+}
+
 /// The official horizontal-flip joint permutation of a schema, when one is defined.
 pub fn flip_index(schema: &Schema) -> Option<&'static [usize]> {
     match schema.name {

@@ -31,6 +31,15 @@ pub fn thread_cpu_seconds() -> f64 {
     }
 }
 
+/// Resident memory of this process in bytes (Linux: VmRSS of /proc/self/status); `None`
+/// elsewhere or when unreadable.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Summary {
     pub count: usize,

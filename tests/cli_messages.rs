@@ -1,5 +1,5 @@
 //! Messages that tell the user what to do: a model built from an official checkpoint asked for
-//! without one, and picture files that end too early.
+//! without one, picture files that end too early, tracking options out of range.
 
 mod common;
 
@@ -71,4 +71,27 @@ fn truncated_png_fails_clearly() {
     std::fs::write(&half, &bytes[..bytes.len() / 2]).unwrap();
     let r = edgesight(&["image", s(&half), "--out", s(&out.join("o")), "--seg", "none"]);
     assert_clean_failure(&r, &[s(&half), "truncated"]);
+}
+
+/// Tracking options out of range, and a CSV without a pose model, fail before any work with a
+/// message naming the flag.
+#[test]
+fn bad_tracking_options_are_named() {
+    let out = scratch("messages-track");
+    let clip = repo("assets/vtest-4s.mp4");
+    for (args, needle) in [
+        (vec!["--track-lost-time=-1"], "--track-lost-time"),
+        (vec!["--smooth-beta", "NaN"], "--smooth-beta"),
+        (vec!["--smooth-min-cutoff", "0"], "--smooth-min-cutoff"),
+        (vec!["--smooth-mask-calm", "0.8", "--smooth-mask-follow", "0.2"], "--smooth-mask-calm"),
+        (vec!["--pose", "none", "--csv", "people.csv"], "--csv"),
+    ] {
+        let mut all = vec!["video", s(&clip), "--out", s(&out), "--quiet"];
+        all.extend(args);
+        assert_clean_failure(&edgesight(&all), &[needle]);
+    }
+    // clap rejects an unknown mode with its list of values (usage error, status 2).
+    let r = edgesight(&["video", s(&clip), "--out", s(&out), "--track", "kalman"]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(stderr(&r).contains("oks-iou"), "{}", stderr(&r));
 }

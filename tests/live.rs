@@ -12,6 +12,7 @@ use edgesight::analyzer::{AnalysisTimes, Analyzer, ModelChoice};
 use edgesight::decode::PoseThresholds;
 use edgesight::frame::Frame;
 use edgesight::render::{self, Overlay, Style};
+use edgesight::track::TrackOptions;
 use edgesight::video_source::{probe, VideoReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -133,6 +134,10 @@ fn live_window_on_the_bundled_clip_matches_the_headless_renderer() {
             stats.to_str().unwrap(),
             "--record",
             rec.to_str().unwrap(),
+            // Raw joints, so a fresh analysis of the same frame draws the same skeletons; the
+            // people are still tracked and tagged with their ids.
+            "--smooth",
+            "none",
         ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -172,9 +177,25 @@ fn live_window_on_the_bundled_clip_matches_the_headless_renderer() {
     let frames = decode_frames(&clip, d.max(p).max(q));
     let mut pose = Analyzer::new(&ModelChoice { pose: Some("movenet-multipose".into()), ..Default::default() }, PoseThresholds::default()).unwrap();
     let mut seg = Analyzer::new(&ModelChoice { seg: Some("selfie".into()), ..Default::default() }, PoseThresholds::default()).unwrap();
-    let pa = pose.analyze(&frames[p as usize], &mut AnalysisTimes::default()).unwrap();
+    // The tracker's decoder keeps people down to its second-stage score and shows those it
+    // reports: the people on screen are those of the shown boxes, with the shown ids.
+    pose.thresholds.person = TrackOptions::default().decode_threshold(PoseThresholds::default().person);
+    let mut pa = pose.analyze(&frames[p as usize], &mut AnalysisTimes::default()).unwrap();
     let sa = seg.analyze(&frames[q as usize], &mut AnalysisTimes::default()).unwrap();
-    assert!(!pa.people.is_empty(), "the clip has people");
+    let ids: Vec<u64> = serde_json::from_value(shown["pose_track_ids"].clone()).expect("track ids in --stats");
+    let boxes: Vec<[f32; 4]> = serde_json::from_value(shown["pose_boxes"].clone()).expect("boxes in --stats");
+    println!("track ids on screen: {ids:?}");
+    assert!(!ids.is_empty() && ids.len() == boxes.len(), "the clip's people are tracked: ids {ids:?}, boxes {boxes:?}");
+    pa.people = boxes
+        .iter()
+        .zip(&ids)
+        .map(|(b, &id)| {
+            let found = pa.people.iter().find(|q| q.bbox.iter().zip(b).all(|(x, y)| (x - y).abs() < 0.01));
+            let mut q = found.unwrap_or_else(|| panic!("no person of box {b:?} in a fresh analysis")).clone();
+            q.track_id = Some(id);
+            q
+        })
+        .collect();
     let style = Style::default();
     let mut expected = frames[d as usize].clone();
     render::draw(&mut expected, &Overlay { people: &pa.people, schema: pose.schema(), mask: sa.mask.as_ref(), classes: None }, &style);

@@ -226,12 +226,14 @@ fn video_outputs_follow_the_documented_format() {
     let keys: BTreeSet<&str> = report.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     let documented: BTreeSet<&str> = [
         "edgesight_version", "input", "frames", "input_ended_early", "wall_time_s", "fps",
-        "overhead_vs_inference_percent", "stages", "models", "backend", "keypoint_names", "outputs",
+        "overhead_vs_inference_percent", "stages", "models", "backend", "keypoint_names", "tracks", "outputs",
     ]
     .into();
     assert_eq!(keys, documented, "report.json fields (input_message and error appear only on a fault)");
     let stages: BTreeSet<&str> = report["stages"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
-    assert_eq!(stages, ["decode", "decode_output", "encode", "inference", "preprocess", "render"].into());
+    assert_eq!(stages, ["decode", "decode_output", "encode", "inference", "preprocess", "render", "track"].into());
+    let tracks: BTreeSet<&str> = report["tracks"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    assert_eq!(tracks, ["count", "frames_with_reacquired_tracks", "max_length_frames", "mean_length_frames"].into());
     let joints = report["keypoint_names"].as_array().unwrap().len();
     assert_eq!(joints, 17);
     let (w, h) = (report["input"]["width"].as_f64().unwrap(), report["input"]["height"].as_f64().unwrap());
@@ -250,7 +252,8 @@ fn video_outputs_follow_the_documented_format() {
 
     // Wrong lines must fail: each mutation of a real line with people and a mask.
     let good = frames.iter().find(|l| !l["people"].as_array().unwrap().is_empty()).unwrap().clone();
-    let mutations: [(&str, fn(&mut Value)); 12] = [
+    assert!(good["people"][0]["track_id"].as_u64().is_some_and(|id| id >= 1), "tracked by default: {good}");
+    let mutations: [(&str, fn(&mut Value)); 14] = [
         ("an unknown field", |l| l["extra"] = json!(1)),
         ("no people", |l| drop(l.as_object_mut().unwrap().remove("people"))),
         ("no index", |l| drop(l.as_object_mut().unwrap().remove("index"))),
@@ -262,6 +265,8 @@ fn video_outputs_follow_the_documented_format() {
         ("a box of 5 numbers", |l| l["people"][0]["box"].as_array_mut().unwrap().push(json!(0.0))),
         ("a joint of 2 numbers", |l| drop(l["people"][0]["keypoints"][0].as_array_mut().unwrap().pop())),
         ("16 joints", |l| drop(l["people"][0]["keypoints"].as_array_mut().unwrap().pop())),
+        ("a track id of 0", |l| l["people"][0]["track_id"] = json!(0)),
+        ("a fractional track id", |l| l["people"][0]["track_id"] = json!(1.5)),
         ("a person field renamed", |l| {
             let p = l["people"][0].as_object_mut().unwrap();
             let b = p.remove("box").unwrap();

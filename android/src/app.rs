@@ -85,6 +85,7 @@ impl PhoneApp {
         let behind = |b: Option<u64>| b.map(|b| format!("{b} frames behind")).unwrap_or("none yet".into());
         let shown = self.composer.shown();
         ui.label(RichText::new(format!("pose: {}   seg: {}", behind(shown.pose_frames_behind), behind(shown.seg_frames_behind))).small());
+        panels::track_ids(ui, &self.shared, &self.composer, "tracks");
     }
 
     fn controls_ui(&mut self, ui: &mut egui::Ui) {
@@ -112,6 +113,7 @@ impl PhoneApp {
         panels::model_pickers(ui, &self.shared, &self.models, ["pose", "segmentation"]);
         panels::backend_picker(ui, &self.shared);
         panels::thresholds(ui, &self.shared, &mut self.composer, ["person", "joints", "mask"]);
+        panels::tracking(ui, &self.shared, "track");
         panels::pause(ui, &self.shared);
         panels::source_description(ui, &self.shared);
     }

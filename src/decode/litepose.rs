@@ -902,7 +902,7 @@ fn to_people(grouped: Vec<GroupedPerson>, t: &Transform, h: usize, w: usize) -> 
             if !bbox[0].is_finite() {
                 bbox = [0.0; 4];
             }
-            Person { keypoints, bbox, score: g.score }
+            Person { keypoints, bbox, score: g.score, track_id: None }
         })
         .collect()
 }

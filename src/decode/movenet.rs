@@ -38,7 +38,7 @@ pub fn decode(out: &Tensor, t: &Transform, max_people: usize, th: PoseThresholds
         let b = &slot[JOINTS * 3..JOINTS * 3 + 4];
         let (x0, y0) = t.to_source(b[1] * iw, b[0] * ih);
         let (x1, y1) = t.to_source(b[3] * iw, b[2] * ih);
-        people.push(Person { keypoints, bbox: [clamp_x(x0), clamp_y(y0), clamp_x(x1), clamp_y(y1)], score });
+        people.push(Person { keypoints, bbox: [clamp_x(x0), clamp_y(y0), clamp_x(x1), clamp_y(y1)], score, track_id: None });
     }
     people.sort_by(|a, b| b.score.total_cmp(&a.score));
     Ok(people)

@@ -39,6 +39,9 @@ pub struct ShownFrames {
     pub seg_frame_index: Option<u64>,
     pub pose_frames_behind: Option<u64>,
     pub seg_frames_behind: Option<u64>,
+    /// Track ids of the people drawn, in their order (empty when not tracked), and their boxes.
+    pub pose_track_ids: Vec<u64>,
+    pub pose_boxes: Vec<[f32; 4]>,
     pub width: usize,
     pub height: usize,
 }
@@ -171,6 +174,8 @@ impl Composer {
             seg_frame_index: seg.as_ref().map(|s| s.source_index),
             pose_frames_behind: pose.as_ref().map(|p| captured.seq.saturating_sub(p.seq)),
             seg_frames_behind: seg.as_ref().map(|s| captured.seq.saturating_sub(s.seq)),
+            pose_track_ids: pose.iter().flat_map(|p| p.people.iter().filter_map(|q| q.track_id)).collect(),
+            pose_boxes: pose.iter().flat_map(|p| p.people.iter().map(|q| q.bbox)).collect(),
             width: image.width,
             height: image.height,
         };
@@ -251,7 +256,7 @@ mod tests {
         let keypoints = (0..17)
             .map(|i| Keypoint { x: (w as f32) * (0.2 + 0.03 * i as f32), y: (h as f32) * (0.1 + 0.05 * i as f32), score: 0.9 })
             .collect();
-        Person { keypoints, bbox: [0.0, 0.0, w as f32, h as f32], score: 0.8 }
+        Person { keypoints, bbox: [0.0, 0.0, w as f32, h as f32], score: 0.8, track_id: None }
     }
 
     fn mask(w: usize, h: usize) -> Mask {

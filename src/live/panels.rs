@@ -199,3 +199,32 @@ pub fn source_description(ui: &mut egui::Ui, shared: &Shared) {
         ui.label(RichText::new(i.description).small());
     }
 }
+
+/// The tracked people on screen: a swatch of each one's colour with its track id.
+pub fn track_ids(ui: &mut egui::Ui, shared: &Shared, composer: &Composer, label: &str) {
+    let (_, pose) = shared.pose_out.latest();
+    let Some(r) = pose.filter(|_| composer.shown().pose_frame_index.is_some()) else { return };
+    if r.people.iter().all(|p| p.track_id.is_none()) {
+        return;
+    }
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new(label).small());
+        for (i, p) in r.people.iter().enumerate() {
+            let Some(id) = p.track_id else { continue };
+            let c = crate::render::person_colour(p, i);
+            ui.label(RichText::new(format!(" {id} ")).small().color(Color32::from_rgb(20, 20, 20)).background_color(Color32::from_rgb(c[0], c[1], c[2])));
+        }
+    });
+}
+
+/// Tracking on or off for both workers (a change starts tracking afresh).
+pub fn tracking(ui: &mut egui::Ui, shared: &Shared, label: &str) {
+    let mut on = shared.config(Kind::Pose).track.enabled;
+    if ui.checkbox(&mut on, label).changed() {
+        for kind in [Kind::Pose, Kind::Seg] {
+            let mut c = shared.config(kind);
+            c.track.enabled = on;
+            shared.set_config(kind, c);
+        }
+    }
+}

@@ -400,15 +400,18 @@ impl LiveApp {
         let style = self.composer.style();
         ui.label(age("pose", shown.pose_frames_behind, pose.0, &pose.1));
         if let Some(r) = pose.1.as_ref().filter(|_| shown.pose_frame_index.is_some()) {
-            // Per person: colour as drawn, person score, joints at or above the joint threshold
-            // and their mean confidence.
+            // Per person: colour as drawn, track id, person score, joints at or above the joint
+            // threshold and their mean confidence.
             for (i, person) in r.people.iter().enumerate() {
-                let c = render::PERSON_COLOURS[i % render::PERSON_COLOURS.len()];
+                let c = render::person_colour(person, i);
                 let shown: Vec<f32> = person.keypoints.iter().map(|k| k.score).filter(|&s| s >= style.keypoint_threshold).collect();
                 let mean = if shown.is_empty() { 0.0 } else { shown.iter().sum::<f32>() / shown.len() as f32 };
+                let who = match person.track_id {
+                    Some(id) => format!("track {id}"),
+                    None => format!("person {}", i + 1),
+                };
                 let text = format!(
-                    "person {}: score {:.2}, {}/{} joints, mean joint confidence {:.2}",
-                    i + 1,
+                    "{who}: score {:.2}, {}/{} joints, mean joint confidence {:.2}",
                     person.score,
                     shown.len(),
                     person.keypoints.len(),
@@ -466,6 +469,7 @@ impl LiveApp {
         panels::model_pickers(ui, &self.shared, &self.models, ["pose model", "segmentation"]);
         panels::backend_picker(ui, &self.shared);
         panels::thresholds(ui, &self.shared, &mut self.composer, ["person threshold", "joint threshold", "mask opacity"]);
+        panels::tracking(ui, &self.shared, "track people (ids, smoothing)");
         ui.horizontal(|ui| {
             panels::pause(ui, &self.shared);
             if ui.button("screenshot").on_hover_text("saves the image region of this window as edgesight-<time>.png").clicked() {

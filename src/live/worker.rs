@@ -1,7 +1,9 @@
 //! Inference workers: one for pose, one for segmentation, running concurrently. Each takes the
 //! newest frame from its latest-wins slot, runs its model (preprocess -> inference -> decode) and
 //! publishes the result with its timings. A model switched in the UI is loaded here, off the UI
-//! thread; a model that fails to load becomes a status message, not a crash.
+//! thread; a model that fails to load becomes a status message, not a crash. Results are tracked
+//! and smoothed over time here too (`track::Temporal`, by capture time, so frames the worker
+//! skipped only lengthen the step), afresh for a new source, model or setting.
 
 use super::{Captured, Event, Shared};
 use crate::analyzer::{AnalysisTimes, Analyzer, ModelChoice};
@@ -10,6 +12,7 @@ use crate::decode::PoseThresholds;
 use crate::detections::{ClassMap, Mask, Person};
 use crate::session::StageTimes;
 use crate::skeleton::Schema;
+use crate::track::{Temporal, TrackOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +36,8 @@ pub struct WorkerConfig {
     /// Where and how inference runs: backend, CPU threads and kernels (changing them replans
     /// the model).
     pub engine: EngineOptions,
+    /// Tracking and smoothing of the results over time (a change starts afresh).
+    pub track: TrackOptions,
 }
 
 impl WorkerConfig {
@@ -43,6 +48,7 @@ impl WorkerConfig {
             size: None,
             person_threshold: PoseThresholds::default().person,
             engine: EngineOptions::default(),
+            track: TrackOptions::default(),
         }
     }
 
@@ -54,6 +60,9 @@ impl WorkerConfig {
 
 /// The parts of a `WorkerConfig` that need a reload when they change.
 type ReloadKey = (Option<String>, Option<PathBuf>, Option<usize>, EngineOptions);
+
+/// What tracking starts afresh for: source generation, options, person threshold (bits).
+type TemporalKey = (u64, TrackOptions, u32);
 
 /// One model's output for one frame, with where it came from and how long it took.
 #[derive(Debug)]
@@ -100,6 +109,9 @@ pub fn run(shared: Arc<Shared>, kind: Kind) {
     let mut tried: Option<ReloadKey> = None;
     let mut analyzer: Option<Analyzer> = None;
     let mut model_name = String::new();
+    let epoch = Instant::now();
+    // Tracking state, and what it was made for (source, options, person threshold).
+    let mut temporal: Option<(TemporalKey, Temporal)> = None;
     while !shared.stopping() {
         let config = shared.config(kind);
         if tried.as_ref() != Some(&config.key()) {
@@ -121,24 +133,35 @@ pub fn run(shared: Arc<Shared>, kind: Kind) {
             }
             // Drop a frame that waited while loading: it is old now.
             input.try_take();
+            temporal = None;
         }
         let Some(captured) = input.take_timeout(Duration::from_millis(100)) else { continue };
         let Some(a) = analyzer.as_mut() else { continue };
-        a.thresholds.person = config.person_threshold;
-        if let Some(result) = analyse(a, &captured, &model_name, &shared, kind) {
+        let key = (shared.source_generation.load(std::sync::atomic::Ordering::SeqCst), config.track.clone(), config.person_threshold.to_bits());
+        if temporal.as_ref().map(|(k, _)| k) != Some(&key) {
+            temporal = Some((key.clone(), Temporal::new(&config.track, config.person_threshold, a.schema())));
+        }
+        let Some((_, tracking)) = temporal.as_mut() else { continue };
+        a.thresholds.person = config.track.decode_threshold(config.person_threshold);
+        let t = captured.at.saturating_duration_since(epoch).as_secs_f64();
+        if let Some(result) = analyse(a, &captured, &model_name, &shared, kind, tracking, t) {
             output.publish(Arc::new(result));
             shared.repaint();
         }
     }
 }
 
-fn analyse(a: &mut Analyzer, captured: &Captured, model: &str, shared: &Shared, kind: Kind) -> Option<ModelResult> {
+fn analyse(a: &mut Analyzer, captured: &Captured, model: &str, shared: &Shared, kind: Kind, tracking: &mut Temporal, at: f64) -> Option<ModelResult> {
     let started = Instant::now();
     let mut times = AnalysisTimes::default();
     match a.analyze(&captured.frame, &mut times) {
-        Ok(analysis) => {
+        Ok(mut analysis) => {
+            let tracked = Instant::now();
+            tracking.apply(&mut analysis, at);
             let finished = Instant::now();
-            let t = times.total();
+            let mut t = times.total();
+            // The HUD's decode stage includes tracking and smoothing.
+            t.decode += finished - tracked;
             shared.push_event(Event::Result { kind, wait: started - captured.at, times: t, finished });
             if shared.worker_status(kind).is_some() {
                 shared.set_worker_status(kind, None, false);
