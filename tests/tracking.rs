@@ -23,6 +23,8 @@ const FPS: u32 = 25;
 const PAN_IMAGE: &str = "000000196141.jpg";
 /// 640x392, 5 annotated people with joints: the zoom and the noisy still.
 const GROUP_IMAGE: &str = "000000197388.jpg";
+/// CrowdPose 640x480, 2 annotated people side by side, overlapping: the crowd pan.
+const CROWD_IMAGE: &str = "103319.jpg";
 /// An annotated person is scored in a frame when at least this many of its visible joints lie
 /// inside the frame (fewer make OKS matching a coin toss).
 const MIN_VISIBLE: usize = 6;
@@ -54,6 +56,31 @@ const JOINTS: [&str; 17] = [
 struct Annotated {
     gt: GroundTruth,
     height: f32,
+}
+
+/// The annotated people with visible joints of one image of tests/data/crowdpose, as COCO 17
+/// joints: CrowdPose's 12 body joints are COCO's joints 5 to 16 in the same order (its head and
+/// neck have no COCO counterpart and count as not visible). CrowdPose gives no segment area, so
+/// OKS uses the box area.
+fn annotated_crowdpose(file: &str) -> Vec<Annotated> {
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(data("crowdpose/test_crowdpose.json")).unwrap()).unwrap();
+    let id = json["images"].as_array().unwrap().iter().find(|i| i["file_name"] == file).expect("image in test_crowdpose.json")["id"].as_u64().unwrap();
+    json["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["image_id"] == id && a["num_keypoints"].as_u64().unwrap_or(0) > 0)
+        .map(|a| {
+            let k: Vec<f32> = a["keypoints"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let mut keypoints = vec![[0.0f32; 3]; 17];
+            for j in 0..12 {
+                keypoints[5 + j] = [k[3 * j], k[3 * j + 1], k[3 * j + 2]];
+            }
+            let b: Vec<f32> = a["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let num_visible = keypoints.iter().filter(|j| j[2] > 0.0).count();
+            Annotated { gt: GroundTruth { image_id: id, keypoints, area: b[2] * b[3], num_visible, polygons: vec![] }, height: b[3] }
+        })
+        .collect()
 }
 
 /// The annotated people with visible joints of one image of tests/data/coco.
@@ -137,7 +164,7 @@ fn make_sequence(
     cover: Option<&Cover>,
     noise: bool,
 ) -> Sequence {
-    let src = image::open(data("coco").join(image)).unwrap().to_rgb8();
+    let src = image::open(data(image)).unwrap().to_rgb8();
     let pngs = dir.join("frames");
     std::fs::create_dir_all(&pngs).unwrap();
     for (t, w) in windows.iter().enumerate() {
@@ -166,7 +193,11 @@ fn make_sequence(
         .output()
         .expect("ffmpeg runs");
     assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
-    Sequence { video, size, windows, people: annotated(image) }
+    let people = match image.split_once('/') {
+        Some(("crowdpose", file)) => annotated_crowdpose(file),
+        _ => annotated(image.trim_start_matches("coco/")),
+    };
+    Sequence { video, size, windows, people }
 }
 
 /// PAN_IMAGE through a 512x384 window moving 4 px right and 1 px down per frame (100 and 25
@@ -174,7 +205,7 @@ fn make_sequence(
 fn pan(dir: &Path, frames: u32, cover: Option<&Cover>) -> Sequence {
     assert!(frames <= 32, "the window would leave the image");
     let windows = (0..frames).map(|n| Window { x0: 4 * n, y0: n, w: 512, h: 384 }).collect();
-    make_sequence(dir, PAN_IMAGE, (512, 384), windows, cover, false)
+    make_sequence(dir, &format!("coco/{PAN_IMAGE}"), (512, 384), windows, cover, false)
 }
 
 /// GROUP_IMAGE at 640x392, zooming in steadily from the whole image to 1.4x about (330, 200)
@@ -190,12 +221,19 @@ fn zoom(dir: &Path) -> Sequence {
             Window { x0: x0 as u32, y0: y0 as u32, w: w as u32, h: h as u32 }
         })
         .collect();
-    make_sequence(dir, GROUP_IMAGE, (640, 392), windows, None, false)
+    make_sequence(dir, &format!("coco/{GROUP_IMAGE}"), (640, 392), windows, None, false)
 }
 
 /// GROUP_IMAGE unmoved for `frames` frames, each with fresh noise: any motion is jitter.
 fn noisy_still(dir: &Path, frames: usize) -> Sequence {
-    make_sequence(dir, GROUP_IMAGE, (640, 392), vec![Window { x0: 0, y0: 0, w: 640, h: 392 }; frames], None, true)
+    make_sequence(dir, &format!("coco/{GROUP_IMAGE}"), (640, 392), vec![Window { x0: 0, y0: 0, w: 640, h: 392 }; frames], None, true)
+}
+
+/// CROWD_IMAGE (640x480; two people whose boxes overlap by a third) through a 480x360 window
+/// moving 3 px left and 1 px down per frame (75 and 25 px/s), 30 frames.
+fn crowd_pan(dir: &Path) -> Sequence {
+    let windows = (0..30).map(|n| Window { x0: 150 - 3 * n, y0: 40 + n, w: 480, h: 360 }).collect();
+    make_sequence(dir, &format!("crowdpose/{CROWD_IMAGE}"), (480, 360), windows, None, false)
 }
 
 /// A person of frames.jsonl, with its track id when tracking is on.
@@ -421,9 +459,9 @@ fn assert_csv_matches(csv: &Path, frames: &Frames) {
 }
 
 #[test]
-fn track_ids_hold_through_pan_and_zoom() {
+fn track_ids_hold_through_pans_and_zoom() {
     let dir = scratch("tracking_pan_zoom");
-    for (name, seq) in [("pan", pan(&dir.join("pan"), 32, None)), ("zoom", zoom(&dir.join("zoom")))] {
+    for (name, seq) in [("pan", pan(&dir.join("pan"), 32, None)), ("zoom", zoom(&dir.join("zoom"))), ("crowd-pan", crowd_pan(&dir.join("crowd")))] {
         let out = dir.join(name).join("out");
         let frames = run(&seq, &out, &["--seg", "none"]);
         let m = match_people(&seq, &frames);

@@ -112,6 +112,7 @@ pub fn run(shared: Arc<Shared>, kind: Kind) {
     let epoch = Instant::now();
     // Tracking state, and what it was made for (source, options, person threshold).
     let mut temporal: Option<(TemporalKey, Temporal)> = None;
+    let mut next_id = 1;
     while !shared.stopping() {
         let config = shared.config(kind);
         if tried.as_ref() != Some(&config.key()) {
@@ -133,13 +134,16 @@ pub fn run(shared: Arc<Shared>, kind: Kind) {
             }
             // Drop a frame that waited while loading: it is old now.
             input.try_take();
-            temporal = None;
+            next_id = next_id.max(temporal.take().map_or(1, |(_, t)| t.next_id()));
         }
         let Some(captured) = input.take_timeout(Duration::from_millis(100)) else { continue };
         let Some(a) = analyzer.as_mut() else { continue };
         let key = (shared.source_generation.load(std::sync::atomic::Ordering::SeqCst), config.track.clone(), config.person_threshold.to_bits());
         if temporal.as_ref().map(|(k, _)| k) != Some(&key) {
-            temporal = Some((key.clone(), Temporal::new(&config.track, config.person_threshold, a.schema())));
+            // Afresh, but ids go on counting: none is reused within the run.
+            next_id = next_id.max(temporal.as_ref().map_or(1, |(_, t)| t.next_id()));
+            let fresh = Temporal::new(&config.track, config.person_threshold, a.schema()).continuing(next_id);
+            temporal = Some((key.clone(), fresh));
         }
         let Some((_, tracking)) = temporal.as_mut() else { continue };
         a.thresholds.person = config.track.decode_threshold(config.person_threshold);

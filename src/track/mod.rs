@@ -93,6 +93,20 @@ impl Temporal {
         self.tracker.as_ref().map(Tracker::summary)
     }
 
+    /// The id the next new track would get (1 when not tracking).
+    pub fn next_id(&self) -> u64 {
+        self.tracker.as_ref().map_or(1, Tracker::next_id)
+    }
+
+    /// Continues the ids of a `Temporal` this one replaces within a run (a changed setting in the
+    /// live window), so ids are never reused.
+    pub fn continuing(mut self, next_id: u64) -> Temporal {
+        if let Some(tr) = &mut self.tracker {
+            tr.continue_ids_from(next_id);
+        }
+        self
+    }
+
     pub fn live_tracks(&self) -> usize {
         self.tracker.as_ref().map_or(0, Tracker::live_tracks)
     }

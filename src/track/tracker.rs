@@ -77,6 +77,7 @@ pub struct Tracker {
     sigmas: Option<&'static [f32]>,
     tracks: Vec<Track>,
     next_id: u64,
+    created: u64,
     ended_lengths: (u64, u64, u64),
     reacquired_frames: u64,
 }
@@ -88,12 +89,23 @@ const GATED: f64 = 1e6;
 impl Tracker {
     /// `high_score`: the person threshold; `sigmas`: the schema's OKS sigmas when known.
     pub fn new(params: TrackerParams, high_score: f32, sigmas: Option<&'static [f32]>) -> Tracker {
-        Tracker { params, high_score, sigmas, tracks: Vec::new(), next_id: 1, ended_lengths: (0, 0, 0), reacquired_frames: 0 }
+        Tracker { params, high_score, sigmas, tracks: Vec::new(), next_id: 1, created: 0, ended_lengths: (0, 0, 0), reacquired_frames: 0 }
     }
 
     /// The score the decoder should keep people down to (the second stage's threshold).
     pub fn decode_threshold(params: &TrackerParams, person_threshold: f32) -> f32 {
         params.low_score.min(person_threshold)
+    }
+
+    /// The id the next new track gets.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Starts handing out ids at `next` (a tracker that replaces another within one run, so no id
+    /// is given twice).
+    pub fn continue_ids_from(&mut self, next: u64) {
+        self.next_id = self.next_id.max(next);
     }
 
     /// Live tracks (including lost ones not yet ended).
@@ -140,6 +152,7 @@ impl Tracker {
                 None if p.score >= self.high_score => {
                     self.tracks.push(new_track(self.next_id, &p, t));
                     self.next_id += 1;
+                    self.created += 1;
                     taken.push(true);
                     self.tracks.len() - 1
                 }
@@ -212,7 +225,7 @@ impl Tracker {
             max = max.max(tr.frames);
         }
         TrackSummary {
-            count: self.next_id - 1,
+            count: self.created,
             mean_length_frames: if n > 0 { sum as f64 / n as f64 } else { 0.0 },
             max_length_frames: max,
             frames_with_reacquired_tracks: self.reacquired_frames,
@@ -340,6 +353,16 @@ mod tests {
         assert_eq!(tr.live_tracks(), 0);
         let new = step(&mut tr, true, 180.0);
         assert!(ids(&new)[0] > id, "ids are never reused");
+    }
+
+    #[test]
+    fn a_replacing_tracker_continues_the_ids() {
+        let mut a = Tracker::new(raw(), 0.2, None);
+        a.update(vec![person(100.0, 200.0, 0.9), person(300.0, 200.0, 0.9)], 0.0);
+        let mut b = Tracker::new(raw(), 0.2, None);
+        b.continue_ids_from(a.next_id());
+        assert_eq!(ids(&b.update(vec![person(100.0, 200.0, 0.9)], 0.04)), vec![3]);
+        assert_eq!(b.summary().count, 1);
     }
 
     #[test]
