@@ -3,6 +3,7 @@
 //! header that names the joints. Values are rounded as in frames.jsonl.
 
 use crate::detections::Person;
+use crate::records::{round_timestamp, PersonRecord};
 use anyhow::{anyhow, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -38,14 +39,16 @@ impl PersonCsv {
         for p in people {
             use std::fmt::Write as _;
             line.clear();
-            let id = p.track_id.map(|i| i.to_string()).unwrap_or_default();
-            let [x0, y0, x1, y1] = p.bbox.map(|v| r(v, 2));
-            let _ = write!(line, "{index},{},{id},{},{x0},{y0},{x1},{y1}", (timestamp_s * 1e6).round() / 1e6, r(p.score, 4));
+            // The values of frames.jsonl, rounded the same way.
+            let rec = PersonRecord::from_person(p);
+            let id = rec.track_id.map(|i| i.to_string()).unwrap_or_default();
+            let [x0, y0, x1, y1] = rec.bbox;
+            let _ = write!(line, "{index},{},{id},{},{x0},{y0},{x1},{y1}", round_timestamp(timestamp_s), rec.score);
             // A model with another schema than the header's would misalign columns: pad or cut.
             for j in 0..self.joints {
-                match p.keypoints.get(j) {
-                    Some(k) => {
-                        let _ = write!(line, ",{},{},{}", r(k.x, 2), r(k.y, 2), r(k.score, 4));
+                match rec.keypoints.get(j) {
+                    Some([x, y, score]) => {
+                        let _ = write!(line, ",{x},{y},{score}");
                     }
                     None => line.push_str(",,,"),
                 }
@@ -58,11 +61,6 @@ impl PersonCsv {
     pub fn finish(mut self) -> Result<()> {
         self.out.flush().map_err(|e| anyhow!("cannot write {}: {e}", self.path.display()))
     }
-}
-
-fn r(v: f32, digits: i32) -> f32 {
-    let m = 10f32.powi(digits);
-    (v * m).round() / m
 }
 
 #[cfg(test)]

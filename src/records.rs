@@ -37,6 +37,11 @@ pub struct FrameRecord {
     pub classes: Option<BTreeMap<String, f32>>,
 }
 
+/// Seconds rounded to microseconds, as every output writes them.
+pub fn round_timestamp(t: f64) -> f64 {
+    (t * 1e6).round() / 1e6
+}
+
 fn round(v: f32, digits: i32) -> f32 {
     let m = 10f32.powi(digits);
     (v * m).round() / m
@@ -57,7 +62,7 @@ impl FrameRecord {
     pub fn new(index: u64, timestamp_s: f64, a: &Analysis) -> FrameRecord {
         FrameRecord {
             index,
-            timestamp_s: (timestamp_s * 1e6).round() / 1e6,
+            timestamp_s: round_timestamp(timestamp_s),
             people: a.people.iter().map(PersonRecord::from_person).collect(),
             mask: a.mask.as_ref().map(|m| MaskRecord { coverage: round(m.coverage(), 5) }),
             classes: a.classes.as_ref().map(|c| {
