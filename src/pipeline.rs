@@ -120,6 +120,11 @@ struct Sinks {
 }
 
 pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
+    let schema = analyzer.schema();
+    // A usage error is reported before any input is read or output created.
+    if job.csv.is_some() && schema.is_none() {
+        anyhow::bail!("--csv writes pose results, but pose is off (--pose none)");
+    }
     let info = video_source::probe(&job.input)?;
     prepare_out_dir(&job.out_dir)?;
     analyzer.prepare_for(info.width, info.height)?;
@@ -134,11 +139,9 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
     if job.write_masks && analyzer.seg.is_some() {
         std::fs::create_dir_all(&masks_dir).map_err(|e| anyhow!("cannot create {}: {e}", masks_dir.display()))?;
     }
-    let schema = analyzer.schema();
     let csv = match (&job.csv, schema) {
         (Some(path), Some(sc)) => Some(PersonCsv::create(path, sc.joints)?),
-        (Some(_), None) => anyhow::bail!("--csv writes pose results, but pose is off (--pose none)"),
-        (None, _) => None,
+        _ => None,
     };
     // The tracker sees people down to its second-stage score and reports those that count.
     let person_threshold = analyzer.thresholds.person;

@@ -90,6 +90,8 @@ fn bad_tracking_options_are_named() {
         all.extend(args);
         assert_clean_failure(&edgesight(&all), &[needle]);
     }
+    // Refused before anything was written.
+    assert!(!out.join("annotated.mp4").exists() && !out.join("frames.jsonl").exists(), "outputs were created");
     // clap rejects an unknown mode with its list of values (usage error, status 2).
     let r = edgesight(&["video", s(&clip), "--out", s(&out), "--track", "kalman"]);
     assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));

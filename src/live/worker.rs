@@ -134,21 +134,22 @@ pub fn run(shared: Arc<Shared>, kind: Kind) {
             }
             // Drop a frame that waited while loading: it is old now.
             input.try_take();
-            next_id = next_id.max(temporal.take().map_or(1, |(_, t)| t.next_id()));
+            // Another model: tracking starts afresh below (ids go on counting).
+            temporal = None;
         }
         let Some(captured) = input.take_timeout(Duration::from_millis(100)) else { continue };
         let Some(a) = analyzer.as_mut() else { continue };
         let key = (shared.source_generation.load(std::sync::atomic::Ordering::SeqCst), config.track.clone(), config.person_threshold.to_bits());
         if temporal.as_ref().map(|(k, _)| k) != Some(&key) {
             // Afresh, but ids go on counting: none is reused within the run.
-            next_id = next_id.max(temporal.as_ref().map_or(1, |(_, t)| t.next_id()));
-            let fresh = Temporal::new(&config.track, config.person_threshold, a.schema()).continuing(next_id);
-            temporal = Some((key.clone(), fresh));
+            temporal = Some((key, Temporal::new(&config.track, config.person_threshold, a.schema()).continuing(next_id)));
         }
         let Some((_, tracking)) = temporal.as_mut() else { continue };
         a.thresholds.person = config.track.decode_threshold(config.person_threshold);
         let t = captured.at.saturating_duration_since(epoch).as_secs_f64();
-        if let Some(result) = analyse(a, &captured, &model_name, &shared, kind, tracking, t) {
+        let result = analyse(a, &captured, &model_name, &shared, kind, tracking, t);
+        next_id = next_id.max(tracking.next_id());
+        if let Some(result) = result {
             output.publish(Arc::new(result));
             shared.repaint();
         }
