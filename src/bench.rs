@@ -359,6 +359,10 @@ fn gpu_figures(s: &mut ModelSession, frame: &Frame, backend: Backend) -> Result<
     if backend == Backend::Cpu {
         return Ok(None);
     }
+    // `auto` runs on the CPU when the adapter is a CPU emulation (engine::load): nothing to profile.
+    if backend == Backend::Auto && crate::engine::gpu::context().is_ok_and(|c| crate::engine::gpu::is_cpu_emulation(&c.adapter)) {
+        return Ok(None);
+    }
     let (input, _) = crate::preprocess::prepare(&s.spec, frame);
     let bytes = s.onnx_bytes(frame.width, frame.height)?;
     let name = s.spec.name.clone();

@@ -251,8 +251,9 @@ impl Catalog {
     }
 }
 
-/// Where model files live: `$EDGESIGHT_MODELS`, else `./models` when it holds the catalogue,
-/// else the `models/` folder of the source tree this binary was built from.
+/// Where model files live: `$EDGESIGHT_MODELS` (the command line sets it to the folder
+/// `data_dirs` found; the Android app to its unpacked assets), else `./models` when it holds the
+/// catalogue, else the `models/` folder of the source tree (library users and tests).
 pub fn models_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("EDGESIGHT_MODELS") {
         return PathBuf::from(dir);

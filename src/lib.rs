@@ -15,6 +15,7 @@ pub mod bench;
 pub mod catalog;
 pub mod checkpoint;
 pub mod convert;
+pub mod data_dirs;
 pub mod decode;
 pub mod detections;
 pub mod engine;

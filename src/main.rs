@@ -11,8 +11,9 @@ use edgesight::engine::tract_cpu::CpuOptions;
 use edgesight::engine::{Backend, EngineOptions};
 use edgesight::render::Style;
 use edgesight::track::{MaskSmoothing, OneEuroParams, TrackOptions, TrackerParams};
-use edgesight::{bench, convert, images, live, pipeline};
-use std::path::PathBuf;
+use edgesight::engine::gpu::GpuApis;
+use edgesight::{bench, convert, data_dirs, images, live, pipeline};
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(name = "edgesight", version, about = "Multi-person pose and person segmentation, headless or live")]
@@ -97,9 +98,10 @@ enum Command {
     Models,
     /// Measure inference latency and headless pipeline throughput.
     Bench {
-        /// Clip for the pipeline measurement.
-        #[arg(long, default_value = default_clip())]
-        clip: PathBuf,
+        /// Clip for the pipeline measurement (default: vtest-4s.mp4 in the `assets/` folder
+        /// beside the models folder).
+        #[arg(long)]
+        clip: Option<PathBuf>,
         /// Timed inference runs per model.
         #[arg(long, default_value_t = 20)]
         runs: usize,
@@ -145,10 +147,6 @@ fn parse_hw(s: &str) -> Result<(usize, usize), String> {
         (Some(h), Some(w)) => Ok((h, w)),
         _ => Err(format!("'{s}' is not HxW with sides in 1..=8192")),
     }
-}
-
-fn default_clip() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/assets/vtest-4s.mp4")
 }
 
 #[derive(Args, Default)]
@@ -475,8 +473,24 @@ fn run(cli: Cli) -> Result<()> {
     if !(1..=256).contains(&cli.threads) {
         anyhow::bail!("--threads must be between 1 and 256, got {}", cli.threads);
     }
-    // The kernels' developer switches are read here, at the top level, and passed down.
-    let engine = EngineOptions { backend: cli.backend.into(), cpu: CpuOptions { threads: cli.threads, kernels: KernelChoice::from_env()? } };
+    // The kernels' developer switches and WGPU_BACKEND are read here, at the top level, and
+    // passed down.
+    let gpu = match std::env::var("WGPU_BACKEND") {
+        Ok(v) => GpuApis::parse(&v)?,
+        Err(std::env::VarError::NotPresent) => GpuApis::default(),
+        Err(std::env::VarError::NotUnicode(v)) => anyhow::bail!("WGPU_BACKEND={v:?} is not text; valid values: {}", edgesight::engine::gpu::apis::VALID_APIS),
+    };
+    let engine = EngineOptions { backend: cli.backend.into(), cpu: CpuOptions { threads: cli.threads, kernels: KernelChoice::from_env()? }, gpu };
+    // The models folder, found once here (convert needs none); the library reads it from
+    // EDGESIGHT_MODELS, which is set to it before any thread starts.
+    let models_dir = match &cli.command {
+        Some(Command::Convert { .. }) => None,
+        _ => {
+            let dir = data_places().models_dir()?;
+            std::env::set_var("EDGESIGHT_MODELS", &dir);
+            Some(dir)
+        }
+    };
     let command = match cli.command {
         Some(c) => c,
         None => {
@@ -518,6 +532,7 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("{n} images; outputs in {}", job.out_dir.display());
         }
         Command::Bench { clip, runs, models, side, input, random_weights, export_onnx, out } => {
+            let clip = clip.unwrap_or_else(|| data_dirs::assets_dir(models_dir.as_deref().unwrap_or(Path::new("models"))).join("vtest-4s.mp4"));
             if runs == 0 {
                 anyhow::bail!("--runs must be at least 1");
             }
@@ -535,7 +550,43 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// Where the models folder may be, from the environment and the executable's path (see
+/// `data_dirs`). EDGESIGHT_NO_SOURCE_TREE=1 drops the last resort, the source tree this binary
+/// was built from (tests of a copied binary use it).
+fn data_places() -> data_dirs::Places {
+    let var = |v: &str| std::env::var_os(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+    let data_home = var("XDG_DATA_HOME").or_else(|| var("HOME").map(|h| h.join(".local/share")));
+    let source_tree = (std::env::var("EDGESIGHT_NO_SOURCE_TREE").as_deref() != Ok("1")).then(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    data_dirs::Places { explicit: var("EDGESIGHT_MODELS"), exe: std::env::current_exe().ok(), data_home, cwd: std::env::current_dir().ok(), source_tree }
+}
+
+/// Window and GPU libraries (winit, wayland, Mesa) print "error: XDG_RUNTIME_DIR is invalid or
+/// not set" when it is missing (containers, CI, sudo); a private folder of our own (0700, as the
+/// XDG spec asks) keeps those lines, which are no errors of ours, off stderr. Done first, before
+/// any such library starts or any thread exists.
+#[cfg(unix)]
+fn ensure_runtime_dir() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).is_some_and(|d| d.is_absolute() && d.is_dir()) {
+        return;
+    }
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+    for name in [format!("edgesight-runtime-{uid}"), format!("edgesight-runtime-{uid}-{}", std::process::id())] {
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        // Only a folder that is ours and private (not one planted by another user).
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o777 == 0o700) {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+            return;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn ensure_runtime_dir() {}
+
 fn main() {
+    ensure_runtime_dir();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("edgesight: error: {e:#}");

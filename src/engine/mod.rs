@@ -56,6 +56,8 @@ pub struct EngineOptions {
     pub backend: Backend,
     /// Threads and kernel choice of CPU plans (also of the `auto` fallback).
     pub cpu: tract_cpu::CpuOptions,
+    /// The graphics APIs searched for a GPU adapter (`WGPU_BACKEND`, read by the entry point).
+    pub gpu: gpu::GpuApis,
 }
 
 /// Largest model file read (an edge model is a few MB; this guards against reading a disk image).
@@ -84,6 +86,17 @@ pub fn load(options: &EngineOptions, bytes: &[u8], label: &str, spec: &ModelSpec
     tract_cpu::check_onnx(bytes, label, spec, input_shape)?;
     // A GPU plan's CPU part runs on tract's executor, which the thread count sets.
     tract_cpu::use_threads(cpu.threads)?;
+    // A CPU-emulated adapter (llvmpipe, lavapipe) is ~20x slower than tract: never `auto`'s pick.
+    if let Ok(ctx) = gpu::context_for(options.gpu) {
+        if gpu::is_cpu_emulation(&ctx.adapter) {
+            let name = &ctx.adapter.name;
+            if backend == Backend::Auto {
+                warn_once(&format!("--backend auto: GPU adapter {name} is a CPU emulation; using the CPU"));
+                return Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, cpu)?));
+            }
+            warn_once(&format!("warning: GPU adapter {name} is a CPU emulation; expect it to be much slower than --backend cpu"));
+        }
+    }
     match gpu::GpuEngine::load_onnx(bytes, label, spec, input_shape) {
         Ok(g) => Ok(Box::new(g)),
         Err(e) if backend == Backend::Auto => {

@@ -4,11 +4,13 @@
 //! every dispatch, and one download. What the GPU cannot run stays on the CPU as an explicit
 //! tail graph run by tract (`Tail`), e.g. MoveNet's TopK/GatherND decoder.
 
+pub mod apis;
 pub mod attrs;
 pub mod graph;
 pub mod host;
 pub mod kernels;
 
+pub use apis::GpuApis;
 use super::{Engine, Tensor, TensorData};
 use crate::catalog::{DType, ModelSpec};
 use anyhow::{bail, Context, Result};
@@ -39,18 +41,27 @@ impl GpuContext {
 
 static CONTEXT: OnceLock<std::result::Result<Arc<GpuContext>, String>> = OnceLock::new();
 
-/// The GPU device, created on first use. Fails with a clear message when wgpu finds no adapter
-/// (`WGPU_BACKEND` = vulkan, gl, metal, dx12 restricts the search).
+/// The GPU device, created on first use with the default search (see `context_for`).
 pub fn context() -> Result<Arc<GpuContext>> {
-    CONTEXT.get_or_init(|| open_context().map(Arc::new).map_err(|e| format!("{e:#}"))).clone().map_err(|e| anyhow::anyhow!(e))
+    context_for(GpuApis::default())
 }
 
-fn open_context() -> Result<GpuContext> {
-    // Native APIs first (Vulkan, Metal, DX12), then GL/GLES (older phones); WGPU_BACKEND overrides.
-    let tries = match wgpu::Backends::from_env() {
-        Some(b) => vec![b],
-        None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::GL],
-    };
+/// The GPU device, created on first use by searching `apis`. Fails with a clear message when
+/// wgpu finds no adapter. One device serves the whole process, so the first call's `apis` hold.
+pub fn context_for(apis: GpuApis) -> Result<Arc<GpuContext>> {
+    CONTEXT.get_or_init(|| open_context(apis).map(Arc::new).map_err(|e| format!("{e:#}"))).clone().map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Whether an adapter is the CPU emulating a GPU (Mesa llvmpipe/lavapipe, SwiftShader): it
+/// works, but runs these models many times slower than tract on the same CPU.
+pub fn is_cpu_emulation(info: &wgpu::AdapterInfo) -> bool {
+    let name = info.name.to_ascii_lowercase();
+    info.device_type == wgpu::DeviceType::Cpu || ["llvmpipe", "lavapipe", "swiftshader"].iter().any(|n| name.contains(n))
+}
+
+fn open_context(apis: GpuApis) -> Result<GpuContext> {
+    // Native APIs first (Vulkan, Metal, DX12), then GL/GLES (older phones), unless `apis` says.
+    let tries = apis.tries();
     let mut errors = vec![];
     let mut found = None;
     for backends in tries {
