@@ -172,9 +172,14 @@ struct LiveArgs {
     /// On exit: write the HUD figures (rates, per-stage latency p50/p95) as JSON.
     #[arg(long, value_name = "FILE")]
     stats: Option<PathBuf>,
-    /// Record the shown frames with their overlay to this MP4 from the start.
+    /// Record the shown frames with their overlay to this MP4 from the start (the run fails when
+    /// it cannot be written).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// With --frames: fail when no new source frame arrives for this long (default 10; no
+    /// camera, a stalled or empty source).
+    #[arg(long, value_name = "SECONDS")]
+    source_timeout: Option<f64>,
     #[command(flatten)]
     models: ModelArgs,
     #[command(flatten)]
@@ -311,6 +316,13 @@ fn live_options(a: LiveArgs, engine: &EngineOptions) -> Result<live::LiveOptions
     if (a.screenshot.is_some() || a.window_screenshot.is_some()) && a.frames.is_none() {
         anyhow::bail!("--screenshot and --window-screenshot are taken at the end of a --frames N run; use the window's screenshot button otherwise");
     }
+    let source_timeout = a.source_timeout.unwrap_or(10.0);
+    if !(source_timeout.is_finite() && source_timeout > 0.0 && source_timeout <= 3600.0) {
+        anyhow::bail!("--source-timeout must be between 0 and 3600 seconds (above 0), got {source_timeout}");
+    }
+    if let Some(p) = &a.record {
+        check_writable(p).map_err(|e| anyhow::anyhow!("--record: cannot write {}: {e}", p.display()))?;
+    }
     let choice = a.models.choice(engine);
     if choice.pose.is_none() && choice.pose_file.is_some() {
         anyhow::bail!("--pose-model was given but pose is off (--pose none)");
@@ -360,7 +372,19 @@ fn live_options(a: LiveArgs, engine: &EngineOptions) -> Result<live::LiveOptions
         window_screenshot: a.window_screenshot,
         stats: a.stats,
         record: a.record,
+        source_timeout: std::time::Duration::from_secs_f64(source_timeout),
     })
+}
+
+/// Fails when `path` cannot be written (missing or read-only folder), before any window opens;
+/// a file that was not there before is removed again.
+fn check_writable(path: &Path) -> std::io::Result<()> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 #[derive(Args)]

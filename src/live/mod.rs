@@ -249,6 +249,9 @@ pub struct LiveOptions {
     pub stats: Option<PathBuf>,
     /// Record the shown frames (with overlay) to this MP4 from the start.
     pub record: Option<PathBuf>,
+    /// A `--frames` run fails when no new frame arrives for this long (no camera, a stalled or
+    /// empty source), rather than waiting forever.
+    pub source_timeout: Duration,
 }
 
 /// Says why no window can be opened, before trying (a clear message rather than a backend error).

@@ -133,6 +133,8 @@ struct LiveApp {
     texture: Option<TextureHandle>,
     started: Instant,
     limit_reached_at: Option<Instant>,
+    /// Frames shown so far and when that count last grew (the `--frames` source timeout).
+    last_frame: (u64, Instant),
     /// Set once the run is ending: no more updates to the image (so the screenshot shows it).
     frozen: bool,
     shots: Vec<(ShotPurpose, Instant)>,
@@ -163,6 +165,7 @@ impl LiveApp {
             texture: None,
             started: Instant::now(),
             limit_reached_at: None,
+            last_frame: (0, Instant::now()),
             frozen: false,
             shots: Vec::new(),
             shot_rect_px: None,
@@ -213,7 +216,12 @@ impl LiveApp {
         if self.record_pending {
             // --record: from the first frame on.
             self.record_pending = false;
-            self.start_recording();
+            if let Err(e) = self.start_recording() {
+                // Asked for on the command line: the run fails, it does not carry on unrecorded.
+                self.fail(e);
+                self.close(ctx);
+                return;
+            }
         }
         let Some(image) = self.composer.image() else { return };
         let size = (image.width, image.height);
@@ -222,8 +230,8 @@ impl LiveApp {
                 if r.size == size {
                     r.push(image);
                 } else {
+                    let _ = self.stop_recording();
                     self.message = Some("recording stopped: the frame size changed".into());
-                    self.stop_recording();
                 }
             }
         }
@@ -237,27 +245,32 @@ impl LiveApp {
         }
     }
 
-    fn stop_recording(&mut self) {
-        if let Some(r) = self.recorder.take() {
-            self.message = Some(match r.finish() {
-                Ok(m) => m,
-                Err(e) => format!("recording failed: {e:#}"),
-            });
-        }
+    /// Ends the recording; Err (also shown as the message) when the encoder failed.
+    fn stop_recording(&mut self) -> Result<(), String> {
+        let Some(r) = self.recorder.take() else { return Ok(()) };
+        let outcome = r.finish().map_err(|e| format!("recording failed: {e:#}"));
+        self.message = Some(outcome.clone().unwrap_or_else(|e| e));
+        outcome.map(|_| ())
     }
 
-    fn start_recording(&mut self) {
+    /// Starts recording the composed frames; Err (also shown as the message) when it cannot.
+    fn start_recording(&mut self) -> Result<(), String> {
         let Some(f) = self.composer.image() else {
             self.message = Some("nothing to record yet".into());
-            return;
+            return Ok(());
         };
         let rate = self.shared.source_info().map(|i| i.frame_rate).unwrap_or_else(|| "30/1".into());
         match Recorder::start(Path::new(&self.record_path), f.width, f.height, &rate) {
             Ok(r) => {
                 self.message = Some(format!("recording to {}", self.record_path));
                 self.recorder = Some(r);
+                Ok(())
             }
-            Err(e) => self.message = Some(format!("cannot record: {e:#}")),
+            Err(e) => {
+                let m = format!("cannot record to {}: {e:#}", self.record_path);
+                self.message = Some(m.clone());
+                Err(m)
+            }
         }
     }
 
@@ -328,7 +341,9 @@ impl LiveApp {
         }
         self.closing = true;
         self.frozen = true;
-        self.stop_recording();
+        if let Err(e) = self.stop_recording() {
+            self.fail(e);
+        }
         if let Some(m) = &self.message {
             eprintln!("{m}");
         }
@@ -358,7 +373,23 @@ impl LiveApp {
     /// on screen, then take the final screenshot and close.
     fn check_limit(&mut self, ctx: &egui::Context) {
         let Some(limit) = self.opts.frames else { return };
-        if self.closing || self.frozen || self.composer.frames_shown() < limit {
+        if self.closing || self.frozen {
+            return;
+        }
+        let shown = self.composer.frames_shown();
+        if shown < limit {
+            if shown != self.last_frame.0 {
+                self.last_frame = (shown, Instant::now());
+            } else if self.last_frame.1.elapsed() >= self.opts.source_timeout {
+                // No camera, a stalled or empty source: end a scripted run instead of waiting forever.
+                let why = self.shared.source_error().map(|e| format!(" ({e})")).unwrap_or_default();
+                let what = if shown == 0 { "no frame came".to_string() } else { format!("no new frame came after {shown} frames") };
+                self.fail(format!(
+                    "{what} from the source within {} s (--source-timeout){why}; {shown} of {limit} frames shown",
+                    self.opts.source_timeout.as_secs_f64()
+                ));
+                self.close(ctx);
+            }
             return;
         }
         let reached = *self.limit_reached_at.get_or_insert_with(Instant::now);
@@ -477,10 +508,10 @@ impl LiveApp {
             }
             if self.recorder.is_some() {
                 if ui.button(RichText::new("stop recording").color(Color32::RED)).clicked() {
-                    self.stop_recording();
+                    let _ = self.stop_recording();
                 }
             } else if ui.button("record").clicked() {
-                self.start_recording();
+                let _ = self.start_recording();
             }
         });
         if self.recorder.is_none() {
