@@ -322,3 +322,16 @@ fn live_window_with_the_gpu_backend() {
     let e2e = s["run"]["seg"]["e2e"]["p50_ms"].as_f64().unwrap_or(0.0);
     assert!(e2e > 0.0, "no segmentation result reached the screen: {s:#}");
 }
+
+/// `--frames N` with a source that gives no frames (a camera that does not exist) ends with a
+/// clear error and exit status 1 after `--source-timeout`, instead of waiting forever.
+#[test]
+fn live_frames_run_without_frames_fails_after_the_source_timeout() {
+    let Some(x) = xvfb_or_skip("live_frames_run_without_frames_fails_after_the_source_timeout") else { return };
+    let t = Instant::now();
+    let out = live(&x, &["--camera", "99", "--frames", "5", "--source-timeout", "2"]);
+    let took = t.elapsed();
+    common::assert_clean_failure(&out, &["no frame came from the source within 2 s", "--source-timeout", "camera 99", "0 of 5 frames"]);
+    // 2 s of waiting plus the window's start; far below the 240 s the helper allows.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}

@@ -122,3 +122,29 @@ fn a_copied_binary_finds_models_next_to_it_and_names_every_place_it_looked() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains(&format!("model files are read from {}", bin_dir.join("models").display())), "{stdout}");
 }
+
+#[test]
+fn live_record_to_a_folder_that_does_not_exist_fails_before_any_window() {
+    let dir = scratch("env-live-record");
+    let target = dir.join("no-such-folder/rec.mp4");
+    // No display is needed: the path is checked before the window would open.
+    let out = Command::new(BIN)
+        .args(["live", "--source", s(&common::clip()), "--frames", "3", "--record", s(&target)])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, &["--record: cannot write", s(&target)]);
+    let stderr = text(&out);
+    assert!(!stderr.contains("no display"), "{stderr}");
+    // An existing, writable folder passes the check (then the missing display is the error).
+    let ok = dir.join("rec.mp4");
+    let out = Command::new(BIN)
+        .args(["live", "--source", s(&common::clip()), "--frames", "3", "--record", s(&ok)])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, &["no display"]);
+    assert!(!ok.exists(), "the check leaves no file behind");
+}
