@@ -26,7 +26,8 @@ struct Cli {
     #[arg(long, global = true, default_value_t = 1)]
     threads: usize,
     /// Where inference runs: cpu (tract), gpu (wgpu compute shaders; error without a GPU
-    /// adapter) or auto (the GPU when one is found, else the CPU, with a notice).
+    /// adapter) or auto (the GPU when one is found and is not a CPU emulation such as llvmpipe,
+    /// else the CPU, with a notice).
     #[arg(long, global = true, value_enum, default_value_t = BackendArg::Cpu)]
     backend: BackendArg,
 }
