@@ -1,18 +1,30 @@
 //! Video files in: ffprobe describes the stream, an ffmpeg child process decodes it to raw RGB
 //! frames on a pipe. Using the ffmpeg programs (not bindings) means any format the user's ffmpeg
 //! reads works, and a crash in a demuxer cannot take edgesight down with it.
+//!
+//! Each frame carries its presentation time from the decoder (the `showinfo` filter's line for
+//! it on stderr), so variable-frame-rate files keep their timing. Only messages at ffmpeg's
+//! error level count as damage; warnings are reported, never turned into a failed run.
 
+use crate::ffmpeg::log::{LogReader, LogSummary};
+use crate::ffmpeg::{file_arg, first_line, looks_like_stream, spawn_error, tool};
 use crate::frame::{check_dims, Frame};
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::{Child, ChildStdout, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+
+/// A path in JSON output: its text, with bytes that are not UTF-8 replaced (U+FFFD) rather than
+/// failing the whole report.
+pub fn serialize_path<S: Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VideoInfo {
+    #[serde(serialize_with = "serialize_path")]
     pub path: PathBuf,
     pub codec: String,
     /// Display size (after the rotation stored in the file, which ffmpeg applies).
@@ -26,25 +38,13 @@ pub struct VideoInfo {
     pub duration_s: Option<f64>,
 }
 
-/// Runs an ffmpeg-suite tool, mapping "not installed" to a clear message.
-pub(crate) fn tool(name: &str) -> Command {
-    let mut c = Command::new(name);
-    c.stdin(Stdio::null());
-    c
-}
-
-pub(crate) fn spawn_error(name: &str, e: std::io::Error) -> anyhow::Error {
-    if e.kind() == ErrorKind::NotFound {
-        anyhow::anyhow!("{name} was not found on PATH; install ffmpeg (Debian: apt-get install ffmpeg)")
-    } else {
-        anyhow::anyhow!("cannot start {name}: {e}")
-    }
-}
-
 /// Describes the first video stream of `path`.
 pub fn probe(path: &Path) -> Result<VideoInfo> {
     let shown = path.display();
     match std::fs::metadata(path) {
+        Err(_) if looks_like_stream(path.as_os_str()) => {
+            bail!("{shown} is a stream; stream input (URLs, - for stdin) is not supported yet: give a video file")
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => bail!("input video {shown} does not exist"),
         Err(e) => bail!("cannot read input video {shown}: {e}"),
         Ok(m) if !m.is_file() => bail!("input video {shown} is not a regular file"),
@@ -55,7 +55,7 @@ pub fn probe(path: &Path) -> Result<VideoInfo> {
         .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
         .arg("stream=codec_name,width,height,avg_frame_rate,r_frame_rate,nb_frames,duration:stream_side_data=rotation:format=duration")
         .args(["-of", "json"])
-        .arg(path)
+        .arg(file_arg(path))
         .output()
         .map_err(|e| spawn_error("ffprobe", e))?;
     if !out.status.success() {
@@ -103,27 +103,19 @@ fn parse_rate(s: &str) -> Option<f64> {
     (r.is_finite() && r > 0.0 && r < 10_000.0).then_some(r)
 }
 
-/// The first non-empty line of a tool's stderr, without ffmpeg's "[component @ 0x...] " prefix.
-pub(crate) fn first_line(s: &str) -> String {
-    let line = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no message");
-    strip_component(line).to_string()
-}
-
-pub(crate) fn strip_component(line: &str) -> &str {
-    match (line.starts_with('['), line.find("] ")) {
-        (true, Some(end)) if line[..end].contains(" @ ") => &line[end + 2..],
-        _ => line,
-    }
-}
-
 /// How decoding ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DecodeEnd {
     pub frames: u64,
-    /// True when the input stopped before its declared end or the decoder reported errors.
+    /// True when the decoder reported damage (errors), failed, or gave a partial last frame.
     pub ended_early: bool,
-    /// The decoder's complaint, if any.
+    /// What the decoder said about the damage, if any.
     pub message: Option<String>,
+    /// Decoder warnings (not faults): the first few, word for word, and how many there were.
+    pub warnings: Vec<String>,
+    pub warning_count: u64,
+    /// True when edgesight stopped decoding before the end (interrupted, an output failed).
+    pub stopped: bool,
 }
 
 /// Streams frames from an ffmpeg child process.
@@ -131,34 +123,43 @@ pub struct VideoReader {
     info: VideoInfo,
     child: Child,
     stdout: Option<ChildStdout>,
-    stderr: Arc<Mutex<String>>,
-    stderr_thread: Option<JoinHandle<()>>,
+    log: LogReader,
+    /// showinfo's presentation time of each frame, in order.
+    times: Receiver<Option<f64>>,
+    last_time: Option<f64>,
     frame_bytes: usize,
     next_index: u64,
     partial_frame: bool,
+    stopped: bool,
 }
 
 impl VideoReader {
     pub fn open(info: &VideoInfo) -> Result<VideoReader> {
         let mut child = tool("ffmpeg")
-            .args(["-nostdin", "-v", "error", "-i"])
-            .arg(&info.path)
-            .args(["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
+            .args(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", "-i"])
+            .arg(file_arg(&info.path))
+            // showinfo prints each frame's presentation time (checksums off: they cost time);
+            // the encoder time base follows the input, so no timestamp is rounded onto another.
+            .args(["-map", "0:v:0", "-vf", "showinfo=checksum=0", "-fps_mode", "passthrough", "-enc_time_base", "-1"])
+            .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| spawn_error("ffmpeg", e))?;
         let stdout = child.stdout.take().expect("piped");
-        let (stderr, stderr_thread) = drain(child.stderr.take().expect("piped"));
+        let (tx, times) = channel();
+        let log = LogReader::spawn(child.stderr.take().expect("piped"), Some(tx));
         Ok(VideoReader {
             frame_bytes: info.width * info.height * 3,
             info: info.clone(),
             child,
             stdout: Some(stdout),
-            stderr,
-            stderr_thread: Some(stderr_thread),
+            log,
+            times,
+            last_time: None,
             next_index: 0,
             partial_frame: false,
+            stopped: false,
         })
     }
 
@@ -185,9 +186,31 @@ impl VideoReader {
         }
         let mut frame = Frame::new(self.info.width, self.info.height, buf)?;
         frame.index = self.next_index;
-        frame.timestamp_s = self.next_index as f64 / self.info.fps;
+        frame.timestamp_s = self.next_time();
         self.next_index += 1;
         Ok(Some(frame))
+    }
+
+    /// The decoder's presentation time of the frame just read. showinfo prints it before the
+    /// frame reaches the pipe, so it has arrived or is on its way; a frame without one (or a
+    /// decoder that closed stderr) continues from the last time at the nominal rate.
+    fn next_time(&mut self) -> f64 {
+        let step = 1.0 / self.info.fps;
+        let t = match self.times.recv() {
+            // Before the input's start (a negative time) counts as its start.
+            Ok(Some(t)) => t.max(0.0),
+            _ => self.last_time.map_or(0.0, |l| l + step),
+        };
+        self.last_time = Some(t);
+        t
+    }
+
+    /// Stops decoding before the end (edgesight's choice: an interrupt, a failed output); the
+    /// decoder's complaints about its closed pipe are then no fault of the input.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+        self.stdout = None;
+        let _ = self.child.kill();
     }
 
     /// Stops the decoder and says whether the whole stream was read.
@@ -195,11 +218,11 @@ impl VideoReader {
         // Closing our end stops a decoder we left early.
         self.stdout = None;
         let status = self.child.wait();
-        if let Some(t) = self.stderr_thread.take() {
-            let _ = t.join();
-        }
-        let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        let log = self.log.finish();
         let frames = self.next_index;
+        if self.stopped {
+            return DecodeEnd { frames, stopped: true, ..DecodeEnd::default() };
+        }
         let mut problems = Vec::new();
         match status {
             Ok(s) if !s.success() => problems.push(format!("ffmpeg exited with {s}")),
@@ -209,20 +232,33 @@ impl VideoReader {
         if self.partial_frame {
             problems.push("the last frame was incomplete".to_string());
         }
-        if let Some(declared) = self.info.declared_frames {
-            if frames < declared {
-                problems.push(format!("decoded {frames} of the {declared} frames the file declares"));
+        if log.error_count > 0 || !problems.is_empty() {
+            if let Some(reason) = log.reason() {
+                problems.push(format!("decoder: {reason}"));
             }
         }
-        let decoder_said = first_line(&stderr);
-        let ended_early = !problems.is_empty() || !stderr.trim().is_empty();
-        let message = ended_early.then(|| {
-            if !stderr.trim().is_empty() {
-                problems.push(format!("decoder: {decoder_said}"));
+        let mut end = decode_end(frames, problems, &log);
+        // Fewer frames than the container declares, with no error, is not damage (edit lists
+        // drop frames; some muxers count wrongly): a warning.
+        if let Some(declared) = self.info.declared_frames {
+            if frames < declared && !end.ended_early {
+                end.warnings.push(format!("decoded {frames} of the {declared} frames the file declares"));
+                end.warning_count += 1;
             }
-            problems.join("; ")
-        });
-        DecodeEnd { frames, ended_early, message }
+        }
+        end
+    }
+}
+
+fn decode_end(frames: u64, problems: Vec<String>, log: &LogSummary) -> DecodeEnd {
+    let ended_early = !problems.is_empty();
+    DecodeEnd {
+        frames,
+        ended_early,
+        message: ended_early.then(|| problems.join("; ")),
+        warnings: log.warnings.clone(),
+        warning_count: log.warning_count,
+        stopped: false,
     }
 }
 
@@ -236,29 +272,6 @@ impl Drop for VideoReader {
     }
 }
 
-/// Keeps the last few KB a child prints on stderr, without ever blocking it.
-pub(crate) fn drain(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<String>>, JoinHandle<()>) {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = text.clone();
-    let handle = std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut s) = sink.lock() {
-                s.push_str(&String::from_utf8_lossy(&chunk[..n]));
-                if s.len() > 16384 {
-                    let cut = s.len() - 8192;
-                    let cut = (cut..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
-                    s.drain(..cut);
-                }
-            }
-        }
-    });
-    (text, handle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,12 +282,5 @@ mod tests {
         assert!((parse_rate("30000/1001").unwrap() - 29.97).abs() < 1e-2);
         assert_eq!(parse_rate("0/0"), None);
         assert_eq!(parse_rate("abc"), None);
-    }
-
-    #[test]
-    fn ffmpeg_component_prefix_is_stripped() {
-        assert_eq!(first_line("\n[h264 @ 0x5622] Invalid NAL unit size\nmore"), "Invalid NAL unit size");
-        assert_eq!(first_line("moov atom not found"), "moov atom not found");
-        assert_eq!(first_line(""), "no message");
     }
 }

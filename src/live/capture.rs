@@ -103,14 +103,21 @@ fn play_file(shared: &Shared, generation: u64, path: &Path) -> Result<()> {
         fps,
         frame_rate: if info.frame_rate.contains('/') { info.frame_rate.clone() } else { format!("{fps}") },
     });
-    let period = Duration::from_secs_f64(1.0 / fps);
-    // One clock across passes, so looping does not change the rate.
-    let mut due: Option<Instant> = None;
+    let period = 1.0 / fps;
+    // Frames are shown at their presentation times (variable frame rates too), on one clock
+    // across passes so looping does not change the rate: `anchor` is the wall time at which
+    // media time `anchor.1` shows; `base` is the media time of this pass's first frame.
+    let mut anchor: Option<(Instant, f64)> = None;
+    let mut base = 0.0;
     loop {
         let mut reader = VideoReader::open(&info)?;
         let mut n: u32 = 0;
+        let mut first: Option<f64> = None;
+        let mut last = base;
         while let Some(frame) = reader.next_frame()? {
-            let due_now = *due.get_or_insert_with(Instant::now);
+            let media = base + (frame.timestamp_s - *first.get_or_insert(frame.timestamp_s)).max(0.0);
+            let (wall0, media0) = *anchor.get_or_insert((Instant::now(), media));
+            let due_now = wall0 + Duration::from_secs_f64((media - media0).max(0.0));
             loop {
                 if leave(shared, generation) {
                     return Ok(());
@@ -123,10 +130,13 @@ fn play_file(shared: &Shared, generation: u64, path: &Path) -> Result<()> {
             }
             shared.publish_frame(frame);
             n += 1;
-            // Play at the file's rate; after a stall, go on from now rather than catching up.
-            let now = Instant::now();
-            due = Some((due_now + period).max(now.checked_sub(period).unwrap_or(now)));
+            last = media;
+            // After a stall, go on from now rather than catching up.
+            if Instant::now() > due_now + Duration::from_secs_f64(period) {
+                anchor = Some((Instant::now(), media));
+            }
         }
+        base = last + period;
         let end = reader.finish();
         if n == 0 {
             bail!("no frame could be decoded{}", end.message.map(|m| format!(" ({m})")).unwrap_or_default());

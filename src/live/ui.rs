@@ -84,29 +84,31 @@ enum ShotPurpose {
 
 struct Recorder {
     path: PathBuf,
-    tx: Option<SyncSender<Frame>>,
+    /// Frames with their time since the recording started: the video plays what was shown when.
+    tx: Option<SyncSender<(Frame, f64)>>,
+    started: Instant,
     thread: Option<JoinHandle<Result<u64>>>,
     size: (usize, usize),
     dropped: u64,
 }
 
 impl Recorder {
-    fn start(path: &Path, width: usize, height: usize, frame_rate: &str) -> Result<Recorder> {
-        let mut writer = VideoWriter::create(path, width, height, frame_rate)?;
+    fn start(path: &Path, width: usize, height: usize) -> Result<Recorder> {
+        let mut writer = VideoWriter::create(path, width, height)?;
         // A few frames of slack; when the encoder falls behind, frames are dropped, the UI never waits.
-        let (tx, rx) = sync_channel::<Frame>(8);
+        let (tx, rx) = sync_channel::<(Frame, f64)>(8);
         let thread = std::thread::Builder::new().name("recorder".into()).spawn(move || -> Result<u64> {
-            for f in rx {
-                writer.write(&f)?;
+            for (f, t) in rx {
+                writer.write(&f, t)?;
             }
             writer.finish()
         })?;
-        Ok(Recorder { path: path.to_path_buf(), tx: Some(tx), thread: Some(thread), size: (width, height), dropped: 0 })
+        Ok(Recorder { path: path.to_path_buf(), tx: Some(tx), started: Instant::now(), thread: Some(thread), size: (width, height), dropped: 0 })
     }
 
     fn push(&mut self, f: &Frame) {
         if let Some(tx) = &self.tx {
-            match tx.try_send(f.clone()) {
+            match tx.try_send((f.clone(), self.started.elapsed().as_secs_f64())) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => self.dropped += 1,
                 Err(TrySendError::Disconnected(_)) => self.tx = None,
@@ -259,8 +261,7 @@ impl LiveApp {
             self.message = Some("nothing to record yet".into());
             return Ok(());
         };
-        let rate = self.shared.source_info().map(|i| i.frame_rate).unwrap_or_else(|| "30/1".into());
-        match Recorder::start(Path::new(&self.record_path), f.width, f.height, &rate) {
+        match Recorder::start(Path::new(&self.record_path), f.width, f.height) {
             Ok(r) => {
                 self.message = Some(format!("recording to {}", self.record_path));
                 self.recorder = Some(r);

@@ -1,0 +1,270 @@
+//! What an ffmpeg child says on stderr, read as it comes (the child never blocks on it).
+//!
+//! The programs run with `-loglevel level+...`, so each line carries its level: only `error`
+//! and worse count as faults (a valid variable-frame-rate file makes warnings, which are kept
+//! and reported, never treated as damage). The decoder's `showinfo` filter lines give each
+//! frame's presentation time, passed on in order to the reader of the frames.
+
+use std::io::{BufRead, BufReader, Read};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Messages of a level kept word for word (the rest are counted).
+const KEPT: usize = 5;
+/// Lines of any level kept from the end, for messages about a child that failed.
+const TAIL: usize = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// No level prefix (a continuation line, or a program run without the `level` flag).
+    Unknown,
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+/// One stderr line, taken apart.
+#[derive(Debug, PartialEq)]
+pub struct Line<'a> {
+    /// "h264", "Parsed_showinfo_0", ... (without the " @ 0x..." address).
+    pub component: Option<&'a str>,
+    pub level: Level,
+    pub message: &'a str,
+}
+
+pub fn parse_line(line: &str) -> Line<'_> {
+    let mut rest = line.trim_end();
+    let mut component = None;
+    if rest.starts_with('[') {
+        if let Some(end) = rest.find("] ") {
+            if let Some((name, _)) = rest[1..end].split_once(" @ ") {
+                component = Some(name);
+                rest = &rest[end + 2..];
+            }
+        }
+    }
+    let mut level = Level::Unknown;
+    if let Some(after) = rest.strip_prefix('[') {
+        if let Some((tag, msg)) = after.split_once(']') {
+            let l = match tag {
+                "panic" | "fatal" | "error" => Some(Level::Error),
+                "warning" => Some(Level::Warning),
+                "info" => Some(Level::Info),
+                "verbose" | "debug" | "trace" => Some(Level::Debug),
+                _ => None,
+            };
+            if let Some(l) = l {
+                level = l;
+                rest = msg.strip_prefix(' ').unwrap_or(msg);
+            }
+        }
+    }
+    Line { component, level, message: rest }
+}
+
+/// The presentation time of a `showinfo` frame line ("n:  12 pts: 1228 pts_time:0.12 ..."):
+/// `Some(None)` for a frame without one (NOPTS), `None` for any other line.
+pub fn showinfo_pts(l: &Line) -> Option<Option<f64>> {
+    if !l.component?.starts_with("Parsed_showinfo") || !l.message.trim_start().starts_with("n:") {
+        return None;
+    }
+    let value = l.message.split_whitespace().find_map(|w| w.strip_prefix("pts_time:"));
+    Some(value.and_then(|v| v.parse::<f64>().ok()).filter(|t| t.is_finite()))
+}
+
+/// What a child said, summarised.
+#[derive(Debug, Clone, Default)]
+pub struct LogSummary {
+    pub errors: Vec<String>,
+    pub error_count: u64,
+    pub warnings: Vec<String>,
+    pub warning_count: u64,
+    /// The last lines, whatever their level.
+    pub tail: Vec<String>,
+}
+
+impl LogSummary {
+    /// The first error, else the last line said: why a child failed.
+    pub fn reason(&self) -> Option<String> {
+        self.errors.first().cloned().or_else(|| self.tail.last().cloned())
+    }
+
+    fn take(&mut self, line: &str, pts: Option<&Sender<Option<f64>>>) {
+        let l = parse_line(line);
+        if l.message.trim().is_empty() {
+            return;
+        }
+        if let Some(t) = showinfo_pts(&l) {
+            if let Some(tx) = pts {
+                let _ = tx.send(t);
+            }
+            return;
+        }
+        let text = match l.component {
+            Some(c) => format!("{c}: {}", l.message.trim()),
+            None => l.message.trim().to_string(),
+        };
+        match l.level {
+            Level::Error => {
+                self.error_count += 1;
+                if self.errors.len() < KEPT && !self.errors.contains(&text) {
+                    self.errors.push(text.clone());
+                }
+            }
+            Level::Warning => {
+                self.warning_count += 1;
+                if self.warnings.len() < KEPT && !self.warnings.contains(&text) {
+                    self.warnings.push(text.clone());
+                }
+            }
+            _ => {}
+        }
+        if l.level >= Level::Warning || l.level == Level::Unknown || self.tail.is_empty() {
+            self.tail.push(text);
+            if self.tail.len() > TAIL {
+                self.tail.remove(0);
+            }
+        }
+    }
+}
+
+/// Reads a child's stderr on a thread of its own until the child closes it.
+pub struct LogReader {
+    summary: Arc<Mutex<LogSummary>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LogReader {
+    /// `pts`: where showinfo's frame times go, in order.
+    pub fn spawn(pipe: impl Read + Send + 'static, pts: Option<Sender<Option<f64>>>) -> LogReader {
+        let summary = Arc::new(Mutex::new(LogSummary::default()));
+        let shared = summary.clone();
+        let thread = std::thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                // Lines end in \n; progress-like lines in \r.
+                match read_line(&mut reader, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&buf);
+                        if let Ok(mut s) = shared.lock() {
+                            s.take(&text, pts.as_ref());
+                        }
+                    }
+                }
+            }
+        });
+        LogReader { summary, thread: Some(thread) }
+    }
+
+    /// What was said so far.
+    pub fn snapshot(&self) -> LogSummary {
+        self.summary.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Waits for the child to close stderr (it has exited or is about to) and returns all it said.
+    pub fn finish(&mut self) -> LogSummary {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.snapshot()
+    }
+}
+
+/// One line ending in \n or \r (without it), at most 64 KiB (the rest of a longer line is
+/// dropped); 0 at the end of the stream.
+fn read_line(r: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut read = 0;
+    loop {
+        let (done, used) = {
+            let buf = match r.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                return Ok(read);
+            }
+            match buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(i) => {
+                    let room = (64usize << 10).saturating_sub(out.len());
+                    out.extend_from_slice(&buf[..i.min(room)]);
+                    (true, i + 1)
+                }
+                None => {
+                    let room = (64usize << 10).saturating_sub(out.len());
+                    out.extend_from_slice(&buf[..buf.len().min(room)]);
+                    (false, buf.len())
+                }
+            }
+        };
+        r.consume(used);
+        read += used;
+        if done {
+            return Ok(read);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_taken_apart() {
+        let l = parse_line("[h264 @ 0x55bb8d72d680] [error] Invalid NAL unit size (4080 > 2743).");
+        assert_eq!(l, Line { component: Some("h264"), level: Level::Error, message: "Invalid NAL unit size (4080 > 2743)." });
+        let l = parse_line("[error] Error while decoding stream #0:0: Invalid data");
+        assert_eq!((l.component, l.level), (None, Level::Error));
+        let l = parse_line("[mov,mp4,m4a,3gp,3g2,mj2 @ 0x1] [warning] Packet corrupt (stream = 0, dts = 6144).");
+        assert_eq!((l.component, l.level), (Some("mov,mp4,m4a,3gp,3g2,mj2"), Level::Warning));
+        let l = parse_line("no prefix at all");
+        assert_eq!((l.component, l.level, l.message), (None, Level::Unknown, "no prefix at all"));
+        // A bracket that is no level tag stays in the message.
+        assert_eq!(parse_line("[foo] bar").message, "[foo] bar");
+    }
+
+    #[test]
+    fn showinfo_gives_frame_times() {
+        let l = parse_line("[Parsed_showinfo_0 @ 0x55e6] [info] n:   3 pts:   3072 pts_time:0.3     pos: 48 fmt:yuv420p");
+        assert_eq!(showinfo_pts(&l), Some(Some(0.3)));
+        let l = parse_line("[Parsed_showinfo_0 @ 0x55e6] [info] n:   4 pts:NOPTS pts_time:NOPTS pos: 48");
+        assert_eq!(showinfo_pts(&l), Some(None));
+        let l = parse_line("[Parsed_showinfo_0 @ 0x55e6] [info] config in time_base: 1/10240, frame_rate: 10/1");
+        assert_eq!(showinfo_pts(&l), None);
+        assert_eq!(showinfo_pts(&parse_line("[info] n: 1 pts_time:0.1")), None);
+    }
+
+    #[test]
+    fn only_errors_are_faults() {
+        let text = "[info] Input #0\n[rawvideo @ 0x1] [warning] Non-monotonous DTS\r[h264 @ 0x2] [error] bad\n[h264 @ 0x2] [error] bad\n[Parsed_showinfo_0 @ 0x3] [info] n: 0 pts: 0 pts_time:0\n";
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut r = LogReader::spawn(std::io::Cursor::new(text.as_bytes().to_vec()), Some(tx));
+        let s = r.finish();
+        assert_eq!((s.error_count, s.warning_count), (2, 1));
+        assert_eq!(s.errors, vec!["h264: bad".to_string()]);
+        assert_eq!(s.reason().as_deref(), Some("h264: bad"));
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![Some(0.0)]);
+    }
+
+    #[test]
+    fn long_and_odd_lines_are_survived() {
+        let mut bytes = vec![b'x'; 200_000];
+        bytes.extend_from_slice(b"\n\xff\xfe[error] \xc3\n");
+        let mut r = LogReader::spawn(std::io::Cursor::new(bytes), None);
+        let s = r.finish();
+        assert_eq!(s.error_count, 0, "{s:?}");
+        assert!(s.tail.iter().all(|l| l.len() <= 64 << 10));
+        let mut rng = crate::rng::SplitMix64(7);
+        for _ in 0..300 {
+            let n = rng.below(300);
+            let alphabet = b"[] @0xerrorwaning\n\r x:_-pts_time:NOPTS1.5";
+            let bytes: Vec<u8> = (0..n).map(|_| alphabet[rng.below(alphabet.len())]).collect();
+            let _ = LogReader::spawn(std::io::Cursor::new(bytes), None).finish();
+        }
+    }
+}
