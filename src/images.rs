@@ -2,14 +2,15 @@
 
 use crate::analyzer::{AnalysisTimes, Analyzer};
 use crate::frame::Frame;
-use crate::pipeline::prepare_out_dir;
+use crate::interrupt::{signal_name, Stop};
+use crate::output_files::LineFile;
+use crate::output_paths::{self, Named};
+use crate::pipeline::{prepare_out_dir, Interrupted};
 use crate::records::{CocoResult, FrameRecord};
 use crate::render::{self, Overlay, Style};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub struct ImageJob {
@@ -18,16 +19,20 @@ pub struct ImageJob {
     pub coco_results: Option<PathBuf>,
     pub coco_annotations: Option<PathBuf>,
     pub style: Style,
+    /// Polled between images: a signal ends the run with whole outputs for the images done.
+    pub stop: Stop,
 }
 
 #[derive(Serialize)]
 struct ImageRecord<'a> {
-    file: String,
+    #[serde(serialize_with = "crate::video_source::serialize_path")]
+    file: &'a Path,
     #[serde(skip_serializing_if = "Option::is_none")]
     image_id: Option<u64>,
     width: usize,
     height: usize,
-    annotated: String,
+    #[serde(serialize_with = "crate::video_source::serialize_path")]
+    annotated: &'a Path,
     #[serde(flatten)]
     result: &'a FrameRecord,
 }
@@ -81,49 +86,76 @@ pub fn run(job: &ImageJob, analyzer: &mut Analyzer) -> Result<usize> {
         }
         image_ids.push(id);
     }
-    prepare_out_dir(&job.out_dir)?;
     let jsonl_path = job.out_dir.join("images.jsonl");
-    let mut jsonl =
-        BufWriter::new(File::create(&jsonl_path).map_err(|e| anyhow!("cannot create {}: {e}", jsonl_path.display()))?);
+    let annotated: Vec<PathBuf> =
+        output_paths::image_stems(&job.files).into_iter().map(|stem| job.out_dir.join(format!("{stem}.annotated.png"))).collect();
+    let mut inputs: Vec<Named> = job.files.iter().map(|f| Named { role: "input image", path: f }).collect();
+    if let Some(a) = &job.coco_annotations {
+        inputs.push(Named { role: "--coco-annotations", path: a });
+    }
+    let mut outputs = vec![Named { role: "images.jsonl", path: &jsonl_path }];
+    if let Some(r) = &job.coco_results {
+        outputs.push(Named { role: "--coco-results", path: r });
+    }
+    outputs.extend(annotated.iter().map(|p| Named { role: "annotated image", path: p }));
+    output_paths::check(&inputs, &outputs)?;
+    prepare_out_dir(&job.out_dir)?;
+    // The results file is checked now, not after every image was processed.
+    if let Some(path) = &job.coco_results {
+        output_paths::check_writable(path).map_err(|e| anyhow!("cannot write COCO results {}: {e}", path.display()))?;
+    }
+    let mut jsonl = LineFile::create(&jsonl_path)?;
     let mut coco = Vec::new();
     let schema = analyzer.schema();
     let mut result = Ok(());
-    for (i, (path, id)) in job.files.iter().zip(&image_ids).enumerate() {
+    let mut done = 0;
+    for (i, ((path, id), out)) in job.files.iter().zip(&image_ids).zip(&annotated).enumerate() {
+        if let Some(sig) = job.stop.requested() {
+            result = Err(anyhow::Error::new(Interrupted {
+                signal: sig,
+                message: format!("interrupted by {} after {done} of {} images; outputs for those kept in {}", signal_name(sig), job.files.len(), job.out_dir.display()),
+            }));
+            break;
+        }
         let step = (|| -> Result<()> {
             let mut frame = Frame::load_image(path)?;
             frame.index = i as u64;
             let analysis = analyzer.analyze(&frame, &mut AnalysisTimes::default())?;
             let record = FrameRecord::new(i as u64, 0.0, &analysis);
+            render::draw(&mut frame, &Overlay::of(&analysis, schema), &job.style);
+            frame.save_png(out)?;
+            let line = ImageRecord { file: path, image_id: *id, width: frame.width, height: frame.height, annotated: out, result: &record };
+            jsonl.json_line(&line)?;
+            jsonl.commit()?;
             if let Some(id) = id {
                 coco.extend(analysis.people.iter().map(|p| CocoResult::new(*id, p)));
             }
-            render::draw(&mut frame, &Overlay::of(&analysis, schema), &job.style);
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
-            let out = job.out_dir.join(format!("{stem}.annotated.png"));
-            frame.save_png(&out)?;
-            let line = ImageRecord {
-                file: path.display().to_string(),
-                image_id: *id,
-                width: frame.width,
-                height: frame.height,
-                annotated: out.display().to_string(),
-                result: &record,
-            };
-            serde_json::to_writer(&mut jsonl, &line)?;
-            jsonl.write_all(b"\n")?;
             Ok(())
         })();
         if let Err(e) = step {
             result = Err(e);
             break;
         }
+        done += 1;
     }
-    jsonl.flush().with_context(|| format!("cannot write {}", jsonl_path.display()))?;
     if let Some(path) = &job.coco_results {
+        // Written whole or not at all: a new file, then renamed over the old one.
         let text = serde_json::to_string(&coco)?;
-        std::fs::write(path, text).map_err(|e| anyhow!("cannot write COCO results {}: {e}", path.display()))?;
+        write_whole(path, text.as_bytes()).map_err(|e| anyhow!("cannot write COCO results {}: {e}", path.display()))?;
     }
     result.map(|_| job.files.len())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a reader sees
+/// the old file or the new one, never a partial one.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.edgesight-partial"));
+    let r = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 #[cfg(test)]

@@ -8,10 +8,12 @@ use edgesight::catalog::{models_dir, Catalog, SizeRule, Task};
 use edgesight::decode::PoseThresholds;
 use edgesight::engine::cpu_kernels::KernelChoice;
 use edgesight::engine::tract_cpu::CpuOptions;
+use edgesight::engine::memory::MemoryLimit;
 use edgesight::engine::{Backend, EngineOptions};
 use edgesight::render::Style;
 use edgesight::track::{MaskSmoothing, OneEuroParams, TrackOptions, TrackerParams};
 use edgesight::engine::gpu::GpuApis;
+use edgesight::interrupt::{self, Stop};
 use edgesight::{bench, convert, data_dirs, images, live, pipeline};
 use std::path::{Path, PathBuf};
 
@@ -30,6 +32,10 @@ struct Cli {
     /// else the CPU, with a notice).
     #[arg(long, global = true, value_enum, default_value_t = BackendArg::Cpu)]
     backend: BackendArg,
+    /// Most memory one model's plan may take, e.g. 800M or 2G (default: what the machine has
+    /// available). A model size that needs more is refused before anything is allocated.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = edgesight::engine::memory::parse_size)]
+    max_memory: Option<u64>,
 }
 
 /// `--backend` values; the library's `engine::Backend` knows nothing of the command line.
@@ -322,7 +328,7 @@ fn live_options(a: LiveArgs, engine: &EngineOptions) -> Result<live::LiveOptions
         anyhow::bail!("--source-timeout must be between 0 and 3600 seconds (above 0), got {source_timeout}");
     }
     if let Some(p) = &a.record {
-        check_writable(p).map_err(|e| anyhow::anyhow!("--record: cannot write {}: {e}", p.display()))?;
+        edgesight::output_paths::check_writable(p).map_err(|e| anyhow::anyhow!("--record: cannot write {}: {e}", p.display()))?;
     }
     let choice = a.models.choice(engine);
     if choice.pose.is_none() && choice.pose_file.is_some() {
@@ -375,17 +381,6 @@ fn live_options(a: LiveArgs, engine: &EngineOptions) -> Result<live::LiveOptions
         record: a.record,
         source_timeout: std::time::Duration::from_secs_f64(source_timeout),
     })
-}
-
-/// Fails when `path` cannot be written (missing or read-only folder), before any window opens;
-/// a file that was not there before is removed again.
-fn check_writable(path: &Path) -> std::io::Result<()> {
-    let existed = path.exists();
-    std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
-    if !existed {
-        let _ = std::fs::remove_file(path);
-    }
-    Ok(())
 }
 
 #[derive(Args)]
@@ -505,7 +500,8 @@ fn run(cli: Cli) -> Result<()> {
         Err(std::env::VarError::NotPresent) => GpuApis::default(),
         Err(std::env::VarError::NotUnicode(v)) => anyhow::bail!("WGPU_BACKEND={v:?} is not text; valid values: {}", edgesight::engine::gpu::apis::VALID_APIS),
     };
-    let engine = EngineOptions { backend: cli.backend.into(), cpu: CpuOptions { threads: cli.threads, kernels: KernelChoice::from_env()? }, gpu };
+    let max_memory = cli.max_memory.map_or(MemoryLimit::Available, MemoryLimit::Bytes);
+    let engine = EngineOptions { backend: cli.backend.into(), cpu: CpuOptions { threads: cli.threads, kernels: KernelChoice::from_env()? }, gpu, max_memory };
     // The models folder, found once here (convert needs none); the library reads it from
     // EDGESIGHT_MODELS, which is set to it before any thread starts.
     let models_dir = match &cli.command {
@@ -540,7 +536,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Video { input, out, masks, quiet, csv, models, track } => {
             let track = track.options(models.keypoint_threshold)?;
             let mut analyzer = models.analyzer(&engine)?;
-            let job = pipeline::VideoJob { input, out_dir: out, write_masks: masks, style: models.style(), progress: !quiet, track, csv };
+            let job = pipeline::VideoJob { input, out_dir: out, write_masks: masks, style: models.style(), progress: !quiet, track, csv, stop: Stop::on_signals() };
             let report = pipeline::run(&job, &mut analyzer)?.into_result()?;
             eprintln!(
                 "{} frames in {:.1} s ({:.2} fps); outputs in {}",
@@ -552,7 +548,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Image { files, out, coco_results, coco_annotations, models } => {
             let mut analyzer = models.analyzer(&engine)?;
-            let job = images::ImageJob { files, out_dir: out, coco_results, coco_annotations, style: models.style() };
+            let job = images::ImageJob { files, out_dir: out, coco_results, coco_annotations, style: models.style(), stop: Stop::on_signals() };
             let n = images::run(&job, &mut analyzer)?;
             eprintln!("{n} images; outputs in {}", job.out_dir.display());
         }
@@ -615,6 +611,8 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("edgesight: error: {e:#}");
-        std::process::exit(1);
+        // A run stopped by a signal exits as the shell expects of one (130 for Ctrl-C).
+        let status = e.downcast_ref::<pipeline::Interrupted>().map_or(1, |i| interrupt::exit_status(i.signal));
+        std::process::exit(status);
     }
 }

@@ -3,15 +3,14 @@
 //! header that names the joints. Values are rounded as in frames.jsonl.
 
 use crate::detections::Person;
+use crate::output_files::LineFile;
 use crate::records::{round_timestamp, PersonRecord};
-use anyhow::{anyhow, Result};
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use anyhow::Result;
+use std::path::Path;
 
 pub struct PersonCsv {
-    out: BufWriter<File>,
-    path: PathBuf,
+    /// Each frame's rows reach the disk whole, together.
+    out: LineFile,
     joints: usize,
 }
 
@@ -27,10 +26,10 @@ pub fn header(joints: &[&str]) -> String {
 impl PersonCsv {
     /// Creates `path` and writes the header for the joints of `joints`.
     pub fn create(path: &Path, joints: &[&str]) -> Result<PersonCsv> {
-        let file = File::create(path).map_err(|e| anyhow!("cannot create {}: {e}", path.display()))?;
-        let mut out = BufWriter::new(file);
-        writeln!(out, "{}", header(joints)).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
-        Ok(PersonCsv { out, path: path.to_path_buf(), joints: joints.len() })
+        let mut out = LineFile::create(path)?;
+        out.line(header(joints).as_bytes());
+        out.commit()?;
+        Ok(PersonCsv { out, joints: joints.len() })
     }
 
     /// The rows of one frame.
@@ -53,13 +52,13 @@ impl PersonCsv {
                     None => line.push_str(",,,"),
                 }
             }
-            writeln!(self.out, "{line}").map_err(|e| anyhow!("cannot write {}: {e}", self.path.display()))?;
+            self.out.line(line.as_bytes());
         }
-        Ok(())
+        self.out.commit()
     }
 
     pub fn finish(mut self) -> Result<()> {
-        self.out.flush().map_err(|e| anyhow!("cannot write {}: {e}", self.path.display()))
+        self.out.commit()
     }
 }
 

@@ -3,11 +3,16 @@
 //!
 //!   reader thread (ffmpeg decode)  ->  this thread (models)  ->  sink thread (track, render, encode, jsonl)
 //!
-//! Whatever happens, the sink is closed properly, so frames processed before a fault are kept in
-//! annotated.mp4 and frames.jsonl, and report.json says how the run ended.
+//! Whatever happens (a damaged input, a failed output, a full disk, Ctrl-C), the sink is closed
+//! properly, so frames processed before the end are kept in annotated.mp4 and frames.jsonl
+//! (whole lines only), and report.json says how the run ended. report.json is written first,
+//! before any frame (`"ended": "running"`), with room for the final report.
 
 use crate::analyzer::{AnalysisTimes, Analyzer, ModelInfo};
 use crate::frame::Frame;
+use crate::interrupt::{signal_name, Stop};
+use crate::output_files::{LineFile, ReservedFile, REPORT_ROOM};
+use crate::output_paths::{self, Named};
 use crate::person_csv::PersonCsv;
 use crate::records::FrameRecord;
 use crate::render::{self, Overlay, Style};
@@ -16,12 +21,11 @@ use crate::stats::{StageLog, Summary};
 use crate::track::{Temporal, TrackOptions, TrackSummary};
 use crate::video_source::{self, DecodeEnd, VideoInfo, VideoReader};
 use crate::video_writer::VideoWriter;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::{Duration, Instant};
@@ -39,16 +43,61 @@ pub struct VideoJob {
     pub track: TrackOptions,
     /// Also write one CSV row per person per frame here.
     pub csv: Option<PathBuf>,
+    /// Polled between frames: a signal ends the run early with whole outputs.
+    pub stop: Stop,
 }
+
+/// How a run ended, as report.json says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ended {
+    /// Still going (the report written at the start; a run that was killed keeps it).
+    Running,
+    /// Every frame of the input.
+    Complete,
+    /// The input was damaged or cut short: frames before the damage are kept.
+    InputEndedEarly,
+    /// A signal (Ctrl-C, SIGTERM) stopped it.
+    Interrupted,
+    /// An output could not be written (disk full, the encoder failed).
+    OutputFailed,
+    /// A model failed on a frame.
+    InferenceFailed,
+}
+
+/// The run was stopped by a signal; outputs up to then are whole. The command line exits with
+/// 128 + the signal number.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub signal: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub edgesight_version: &'static str,
+    pub ended: Ended,
     pub input: VideoInfo,
     pub frames: u64,
     pub input_ended_early: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_message: Option<String>,
+    /// Decoder warnings (not faults): the first few, and how many there were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub input_warnings: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub input_warning_count: u64,
+    /// The signal that stopped the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub wall_time_s: f64,
@@ -65,10 +114,16 @@ pub struct Report {
     pub outputs: BTreeMap<&'static str, String>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// What a finished run returns; `Err` from `run` means nothing useful was produced.
 pub struct Outcome {
     pub report: Report,
     pub report_path: PathBuf,
+    out_dir: PathBuf,
+    signal: Option<i32>,
 }
 
 impl Outcome {
@@ -76,6 +131,19 @@ impl Outcome {
     /// after the outputs are written.
     pub fn into_result(self) -> Result<Report> {
         let r = self.report;
+        if let (Ended::Interrupted, Some(sig)) = (r.ended, self.signal) {
+            return Err(Interrupted {
+                signal: sig,
+                message: format!(
+                    "interrupted by {} after {} frames; outputs for those frames kept in {} (see {})",
+                    signal_name(sig),
+                    r.frames,
+                    self.out_dir.display(),
+                    self.report_path.display()
+                ),
+            }
+            .into());
+        }
         if let Some(e) = &r.error {
             return Err(anyhow!("{e} (after {} frames; outputs kept in {})", r.frames, self.report_path.display()));
         }
@@ -114,9 +182,30 @@ struct SinkResult {
 
 /// What the sink thread writes besides the video.
 struct Sinks {
-    jsonl: BufWriter<File>,
+    jsonl: LineFile,
     csv: Option<PersonCsv>,
     masks_dir: Option<PathBuf>,
+}
+
+/// Every file a video run writes, named for messages; none may be an input or another output.
+fn check_paths(job: &VideoJob, video: &Path, jsonl: &Path, report: &Path, masks: &Path) -> Result<()> {
+    let mut outputs = vec![
+        Named { role: "annotated video", path: video },
+        Named { role: "frames.jsonl", path: jsonl },
+        Named { role: "report.json", path: report },
+    ];
+    if let Some(csv) = &job.csv {
+        outputs.push(Named { role: "--csv", path: csv });
+    }
+    output_paths::check(&[Named { role: "input video", path: &job.input }], &outputs)?;
+    // The masks folder's files are removed and rewritten: the input must not be one of them.
+    let input = output_paths::resolve(&job.input);
+    if input.parent() == Some(output_paths::resolve(masks).as_path())
+        && input.file_name().and_then(|n| n.to_str()).is_some_and(output_paths::is_mask_file)
+    {
+        bail!("the input video {} is in the masks folder this run rewrites; choose another --out", job.input.display());
+    }
+    Ok(())
 }
 
 pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
@@ -126,16 +215,20 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
         anyhow::bail!("--csv writes pose results, but pose is off (--pose none)");
     }
     let info = video_source::probe(&job.input)?;
-    prepare_out_dir(&job.out_dir)?;
-    analyzer.prepare_for(info.width, info.height)?;
-    let mut reader = VideoReader::open(&info)?;
     let video_path = job.out_dir.join("annotated.mp4");
     let jsonl_path = job.out_dir.join("frames.jsonl");
     let masks_dir = job.out_dir.join("masks");
-    let mut writer = VideoWriter::create(&video_path, info.width, info.height, &info.frame_rate)?;
-    let jsonl = BufWriter::new(
-        File::create(&jsonl_path).map_err(|e| anyhow!("cannot create {}: {e}", jsonl_path.display()))?,
-    );
+    let report_path = job.out_dir.join("report.json");
+    check_paths(job, &video_path, &jsonl_path, &report_path, &masks_dir)?;
+    prepare_out_dir(&job.out_dir)?;
+    analyzer.prepare_for(info.width, info.height)?;
+    // An earlier run's masks would be mixed with this run's (or stale without --masks).
+    output_paths::remove_stale_masks(&masks_dir)?;
+    let running = serde_json::json!({ "edgesight_version": env!("CARGO_PKG_VERSION"), "ended": Ended::Running, "input": &info });
+    let report_file = ReservedFile::reserve(&report_path, &serde_json::to_vec_pretty(&running)?, REPORT_ROOM)?;
+    let mut reader = VideoReader::open(&info)?;
+    let mut writer = VideoWriter::create(&video_path, info.width, info.height)?;
+    let jsonl = LineFile::create(&jsonl_path)?;
     if job.write_masks && analyzer.seg.is_some() {
         std::fs::create_dir_all(&masks_dir).map_err(|e| anyhow!("cannot create {}: {e}", masks_dir.display()))?;
     }
@@ -156,13 +249,20 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
     let sinks = Sinks { jsonl, csv, masks_dir: (job.write_masks && analyzer.seg.is_some()).then_some(masks_dir.clone()) };
 
     let (end, sink, infer_log, infer_error) = std::thread::scope(|scope| {
+        let stop = &job.stop;
         let reader_thread = scope.spawn(move || {
             loop {
+                if stop.requested().is_some() {
+                    reader.stop();
+                    break;
+                }
                 let t = Instant::now();
                 match reader.next_frame() {
                     Ok(Some(f)) => {
                         if frame_tx.send((f, t.elapsed())).is_err() {
-                            break; // downstream stopped
+                            // Downstream stopped (an output failed): the input is not at fault.
+                            reader.stop();
+                            break;
                         }
                     }
                     Ok(None) => break,
@@ -201,9 +301,9 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
         drop(frame_rx);
         drop(done_tx);
         let end = reader_thread.join().unwrap_or_else(|_| DecodeEnd {
-            frames: 0,
             ended_early: true,
             message: Some("the reader thread failed".into()),
+            ..DecodeEnd::default()
         });
         let sink = sink_thread.join().unwrap_or_else(|_| SinkResult {
             frames: 0,
@@ -219,7 +319,19 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
 
     let mut log = infer_log;
     log.merge(sink.log);
-    let error = infer_error.or(sink.error).map(|e| format!("{e:#}"));
+    let signal = job.stop.requested().filter(|_| end.stopped);
+    let ended = if signal.is_some() {
+        Ended::Interrupted
+    } else if sink.error.is_some() {
+        Ended::OutputFailed
+    } else if infer_error.is_some() {
+        Ended::InferenceFailed
+    } else if end.ended_early {
+        Ended::InputEndedEarly
+    } else {
+        Ended::Complete
+    };
+    let error = sink.error.or(infer_error).map(|e| format!("{e:#}"));
     // Frames fully processed are those the sink wrote.
     let frames = sink.frames;
     let inference_s = log.total_s("inference");
@@ -236,10 +348,14 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
     let backend = models.first().map(|m| m.backend.clone()).unwrap_or_default();
     let report = Report {
         edgesight_version: env!("CARGO_PKG_VERSION"),
+        ended,
         input: info,
         frames,
         input_ended_early: end.ended_early,
         input_message: end.message,
+        input_warnings: end.warnings,
+        input_warning_count: end.warning_count,
+        interrupted_by: signal.map(signal_name),
         error,
         wall_time_s: wall,
         fps: if wall > 0.0 { frames as f64 / wall } else { 0.0 },
@@ -251,17 +367,22 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
         tracks: sink.tracks.filter(|_| analyzer.pose.is_some()),
         outputs,
     };
-    let report_path = job.out_dir.join("report.json");
-    let text = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&report_path, text + "\n").with_context(|| format!("cannot write {}", report_path.display()))?;
-    if frames == 0 && report.error.is_none() {
+    let text = serde_json::to_string_pretty(&report)? + "\n";
+    if let Err(e) = report_file.rewrite(text.as_bytes()) {
+        // The run's own error comes first; the report's is added to it.
+        return Err(match &report.error {
+            Some(run) => anyhow!("{run}; and {e:#} (after {frames} frames)"),
+            None => e,
+        });
+    }
+    if frames == 0 && report.error.is_none() && ended != Ended::Interrupted {
         anyhow::bail!(
             "input {} has no frames that could be decoded{}",
             report.input.path.display(),
             report.input_message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
         );
     }
-    Ok(Outcome { report, report_path })
+    Ok(Outcome { report, report_path, out_dir: job.out_dir.clone(), signal })
 }
 
 fn record_times(log: &mut StageLog, t: &AnalysisTimes) {
@@ -271,19 +392,23 @@ fn record_times(log: &mut StageLog, t: &AnalysisTimes) {
     log.record("decode_output", total.decode);
 }
 
-/// The per-frame outputs besides the video: frames.jsonl, the CSV, the mask PNG.
+/// The per-frame outputs besides the video: frames.jsonl, the CSV, the mask PNG. Each file
+/// gets the frame's lines whole or not at all.
 fn write_records(sinks: &mut Sinks, frame: &Frame, analysis: &crate::analyzer::Analysis) -> Result<()> {
     let record = FrameRecord::new(frame.index, frame.timestamp_s, analysis);
-    serde_json::to_writer(&mut sinks.jsonl, &record)?;
-    sinks.jsonl.write_all(b"\n")?;
+    sinks.jsonl.json_line(&record)?;
+    sinks.jsonl.commit()?;
     if let Some(csv) = &mut sinks.csv {
         csv.write_frame(frame.index, frame.timestamp_s, &analysis.people)?;
     }
     if let (Some(dir), Some(mask)) = (&sinks.masks_dir, &analysis.mask) {
         let png = dir.join(format!("{:06}.png", frame.index));
         let px = mask.to_frame_u8(frame.width, frame.height);
-        image::save_buffer(&png, &px, frame.width as u32, frame.height as u32, image::ColorType::L8)
-            .with_context(|| format!("cannot write {}", png.display()))?;
+        if let Err(e) = image::save_buffer(&png, &px, frame.width as u32, frame.height as u32, image::ColorType::L8) {
+            // No half-written picture is left behind.
+            let _ = std::fs::remove_file(&png);
+            return Err(anyhow!("cannot write {}: {e}", png.display()));
+        }
     }
     Ok(())
 }
@@ -307,7 +432,7 @@ fn sink_loop(
         let records = write_records(&mut sinks, &frame, &analysis);
         render::draw(&mut frame, &Overlay::of(&analysis, schema), &style);
         let t2 = Instant::now();
-        let step = records.and_then(|_| writer.write(&frame));
+        let step = records.and_then(|_| writer.write(&frame, frame.timestamp_s));
         log.record("track", t1 - t0);
         log.record("render", t2 - t1);
         log.record("encode", t2.elapsed());
@@ -319,9 +444,6 @@ fn sink_loop(
     }
     // Drain so the inference thread is never blocked on a dead sink.
     drop(rx);
-    if let Err(e) = sinks.jsonl.flush() {
-        error.get_or_insert(anyhow!("cannot write frames.jsonl: {e}"));
-    }
     if let Some(csv) = sinks.csv {
         if let Err(e) = csv.finish() {
             error.get_or_insert(e);
