@@ -46,10 +46,25 @@ impl ModelSession {
     /// Opens `path` as the model `spec` describes, to be planned as `options` say. Nothing is
     /// planned yet; `prepare_for` plans eagerly (so a wrong model fails before any frame is read).
     pub fn open(spec: ModelSpec, path: &Path, options: &EngineOptions) -> Result<ModelSession> {
-        if !path.is_file() {
-            anyhow::bail!("model file {} for '{}' does not exist", path.display(), spec.name);
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => anyhow::bail!("model file {} for '{}' is a folder, not a model file", path.display(), spec.name),
+            Ok(m) if !m.is_file() => anyhow::bail!("model file {} for '{}' is not a regular file", path.display(), spec.name),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!("model file {} for '{}' does not exist", path.display(), spec.name)
+            }
+            Err(e) => anyhow::bail!("cannot read model file {} for '{}': {e}", path.display(), spec.name),
         }
-        let checkpoint = if convert::is_torch_checkpoint(path) {
+        let checkpoint = if convert::is_zip(path) {
+            // Only a zip laid out as torch.save writes it is called a checkpoint.
+            if let Err(why) = crate::checkpoint::check_torch_zip(path) {
+                anyhow::bail!(
+                    "model file {} for '{}' is a zip archive but not a PyTorch checkpoint ({why:#}); give an ONNX file{}",
+                    path.display(),
+                    spec.name,
+                    if spec.arch.is_some() { " or an official checkpoint" } else { "" }
+                );
+            }
             let Some(arch) = &spec.arch else {
                 anyhow::bail!(
                     "{} is a PyTorch checkpoint, but '{}' is not built from one (architectures: {})",
@@ -138,6 +153,8 @@ impl ModelSession {
 
     /// Runs the model and returns its raw outputs with the transform, timing each stage.
     fn infer(&mut self, frame: &Frame, times: &mut StageTimes) -> Result<(Vec<crate::engine::Tensor>, preprocess::Transform)> {
+        // Planned (and its memory checked) before the input tensor of that size is made.
+        self.prepare_for(frame.width, frame.height)?;
         let t0 = Instant::now();
         let (input, transform) = preprocess::prepare(&self.spec, frame);
         let t1 = Instant::now();
@@ -170,6 +187,7 @@ impl ModelSession {
             let (o, t) = self.infer(frame, times)?;
             return Ok((o, t, None));
         }
+        self.prepare_for(frame.width, frame.height)?;
         let t0 = Instant::now();
         let (input, transform) = preprocess::prepare(&self.spec, frame);
         let flipped_input = preprocess::flip_width(&input, self.spec.input.layout);

@@ -6,6 +6,7 @@
 
 pub mod cpu_kernels;
 pub mod gpu;
+pub mod memory;
 pub mod tract_cpu;
 
 use crate::catalog::ModelSpec;
@@ -58,6 +59,8 @@ pub struct EngineOptions {
     pub cpu: tract_cpu::CpuOptions,
     /// The graphics APIs searched for a GPU adapter (`WGPU_BACKEND`, read by the entry point).
     pub gpu: gpu::GpuApis,
+    /// How much memory one plan may take (`--max-memory`; default: what is available).
+    pub max_memory: memory::MemoryLimit,
 }
 
 /// Largest model file read (an edge model is a few MB; this guards against reading a disk image).
@@ -80,10 +83,10 @@ pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
 pub fn load(options: &EngineOptions, bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize]) -> Result<Box<dyn Engine>> {
     let (backend, cpu) = (options.backend, &options.cpu);
     if backend == Backend::Cpu {
-        return Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, cpu)?));
+        return Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, cpu, options.max_memory)?));
     }
     // The CPU loader's checks first, so a wrong file gives the same message on every backend.
-    tract_cpu::check_onnx(bytes, label, spec, input_shape)?;
+    tract_cpu::check_onnx(bytes, label, spec, input_shape, options.max_memory)?;
     // A GPU plan's CPU part runs on tract's executor, which the thread count sets.
     tract_cpu::use_threads(cpu.threads)?;
     // A CPU-emulated adapter (llvmpipe, lavapipe) is ~20x slower than tract: never `auto`'s pick.
@@ -92,7 +95,7 @@ pub fn load(options: &EngineOptions, bytes: &[u8], label: &str, spec: &ModelSpec
             let name = &ctx.adapter.name;
             if backend == Backend::Auto {
                 warn_once(&format!("--backend auto: GPU adapter {name} is a CPU emulation; using the CPU"));
-                return Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, cpu)?));
+                return Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, cpu, options.max_memory)?));
             }
             warn_once(&format!("warning: GPU adapter {name} is a CPU emulation; expect it to be much slower than --backend cpu"));
         }
@@ -101,7 +104,7 @@ pub fn load(options: &EngineOptions, bytes: &[u8], label: &str, spec: &ModelSpec
         Ok(g) => Ok(Box::new(g)),
         Err(e) if backend == Backend::Auto => {
             warn_once(&format!("--backend auto: {e:#}; running on the CPU"));
-            Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, cpu)?))
+            Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, cpu, options.max_memory)?))
         }
         Err(e) => Err(e),
     }

@@ -2,6 +2,7 @@
 //! plans it once for a concrete input shape and keeps one execution state for every frame.
 
 use super::cpu_kernels::KernelChoice;
+use super::memory::MemoryLimit;
 use super::{Engine, Tensor, TensorData};
 use crate::catalog::{DType, ModelSpec};
 use anyhow::{bail, Context, Result};
@@ -92,25 +93,16 @@ impl TractEngine {
     /// Loads `path` as the model `spec` describes, planned for `input_shape` (in the model's layout).
     pub fn load(path: &Path, spec: &ModelSpec, input_shape: &[usize], options: &CpuOptions) -> Result<TractEngine> {
         let bytes = super::read_model_file(path)?;
-        Self::load_onnx(&bytes, &format!("model file {}", path.display()), spec, input_shape, options)
+        Self::load_onnx(&bytes, &format!("model file {}", path.display()), spec, input_shape, options, MemoryLimit::default())
     }
 
     /// Loads ONNX bytes (e.g. a graph converted in memory); `label` names them in errors.
-    pub fn load_onnx(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize], options: &CpuOptions) -> Result<TractEngine> {
+    pub fn load_onnx(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize], options: &CpuOptions, memory: MemoryLimit) -> Result<TractEngine> {
         keep_freed_memory();
         use_threads(options.threads)?;
         let shown = label;
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .map_err(|e| anyhow::anyhow!("{shown} is not a valid ONNX model: {e}"))?;
-        check_input(&model, spec, input_shape).with_context(|| format!("{shown} does not fit '{}'", spec.name))?;
-        let dt = match spec.input.dtype {
-            DType::F32 => f32::datum_type(),
-            DType::I32 => i32::datum_type(),
-        };
-        let plan: Plan = model
-            .with_input_fact(0, InferenceFact::dt_shape(dt, input_shape))
-            .and_then(|m| optimize(m, &options.kernels))
+        let typed = typed_model(bytes, label, spec, input_shape, memory)?;
+        let plan: Plan = optimize_typed(typed, &options.kernels)
             .and_then(|m| m.into_runnable())
             .map_err(|e| anyhow::anyhow!("{shown}: cannot plan it for input {input_shape:?}: {e:#}"))?;
         let mut output_shapes = Vec::new();
@@ -127,12 +119,36 @@ impl TractEngine {
     }
 }
 
+/// ONNX `bytes` parsed, checked against `spec`, typed for `input_shape` (shapes only, nothing
+/// of that size allocated) and checked against the memory limit.
+pub fn typed_model(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize], memory: MemoryLimit) -> Result<TypedModel> {
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .map_err(|e| anyhow::anyhow!("{label} is not a valid ONNX model: {e}"))?;
+    check_input(&model, spec, input_shape).with_context(|| format!("{label} does not fit '{}'", spec.name))?;
+    let dt = match spec.input.dtype {
+        DType::F32 => f32::datum_type(),
+        DType::I32 => i32::datum_type(),
+    };
+    let typed = model
+        .with_input_fact(0, InferenceFact::dt_shape(dt, input_shape))
+        .and_then(|m| m.into_typed())
+        .map_err(|e| anyhow::anyhow!("{label}: cannot plan it for input {input_shape:?}: {e:#}"))?;
+    let needed = super::memory::estimate(&typed).map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
+    super::memory::check(needed, memory, &format!("'{}' at input {input_shape:?}", spec.name))?;
+    Ok(typed)
+}
+
 /// tract's optimisation with edgesight's own kernels swapped in (see engine::cpu_kernels): before
 /// decluttering, which would turn 1x1 convolutions into matrix products, and once more after it
 /// for what decluttering folded (deconvolution kernels, clamps). The model's input facts must
 /// be set.
 pub fn optimize(model: InferenceModel, kernels: &KernelChoice) -> TractResult<TypedModel> {
-    let mut m = model.into_typed()?;
+    optimize_typed(model.into_typed()?, kernels)
+}
+
+/// `optimize` of a model already typed.
+pub fn optimize_typed(mut m: TypedModel, kernels: &KernelChoice) -> TractResult<TypedModel> {
     super::cpu_kernels::patch_model(&mut m, kernels)?;
     let mut m = m.into_decluttered()?;
     super::cpu_kernels::patch_model(&mut m, kernels)?;
@@ -140,12 +156,10 @@ pub fn optimize(model: InferenceModel, kernels: &KernelChoice) -> TractResult<Ty
     m.into_optimized()
 }
 
-/// Checks that ONNX `bytes` parse and declare the input `spec` describes, without planning.
-pub fn check_onnx(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize]) -> Result<()> {
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut &bytes[..])
-        .map_err(|e| anyhow::anyhow!("{label} is not a valid ONNX model: {e}"))?;
-    check_input(&model, spec, input_shape).with_context(|| format!("{label} does not fit '{}'", spec.name))
+/// Checks that ONNX `bytes` parse, declare the input `spec` describes, and fit in `memory`
+/// at `input_shape`, without planning.
+pub fn check_onnx(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize], memory: MemoryLimit) -> Result<()> {
+    typed_model(bytes, label, spec, input_shape, memory).map(|_| ())
 }
 
 /// Rejects a model whose declared input does not match the description: one input, the rank,
