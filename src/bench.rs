@@ -98,6 +98,15 @@ fn open_session(spec: ModelSpec, random: bool, engine: &EngineOptions) -> Result
 
 pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
     let catalog = Catalog::builtin();
+    let names: Vec<String> = if job.models.is_empty() {
+        vec![Catalog::default_for(Task::Pose).into(), Catalog::default_for(Task::Segmentation).into()]
+    } else {
+        job.models.clone()
+    };
+    // Unknown names are refused before any work or output.
+    for n in &names {
+        catalog.get(n)?;
+    }
     // With an exact --input size the clip only supplies pixel values, and speed does not depend
     // on them: when it is absent or unreadable (e.g. a GPU machine without ffmpeg), a synthetic
     // frame of that size stands in, with a note saying why.
@@ -121,11 +130,6 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
             let (first, info) = read_first()?;
             (first, Some(info))
         }
-    };
-    let names: Vec<String> = if job.models.is_empty() {
-        vec![Catalog::default_for(Task::Pose).into(), Catalog::default_for(Task::Segmentation).into()]
-    } else {
-        job.models.clone()
     };
     let mut configs: Vec<Vec<String>> = names.iter().map(|n| vec![n.clone()]).collect();
     if job.input.is_none() && names.len() == 2 && catalog.get(&names[0])?.task != catalog.get(&names[1])?.task {
@@ -190,6 +194,7 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
                     progress: false,
                     track: TrackOptions::default(),
                     csv: None,
+                    stop: crate::interrupt::Stop::never(),
                 };
                 let report = pipeline::run(&vjob, &mut analyzer)?.into_result()?;
                 let mean = |stage: &str| report.stages.get(stage).map_or(0.0, |s| s.mean_ms);

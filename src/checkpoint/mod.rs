@@ -157,6 +157,12 @@ pub fn load_torch(path: &Path) -> Result<StateDict> {
     read_torch(BufReader::new(file), &path.display().to_string())
 }
 
+/// Why `path`, a zip archive, is not a torch.save checkpoint (Ok when it is one).
+pub fn check_torch_zip(path: &Path) -> Result<()> {
+    let file = File::open(path).map_err(|e| anyhow!("cannot open {}: {e}", path.display()))?;
+    torch_zip::check_torch_layout(BufReader::new(file))
+}
+
 /// Loads one `.npy` array. Errors name the file.
 pub fn load_npy(path: &Path) -> Result<Array> {
     let bytes = std::fs::read(path).map_err(|e| anyhow!("array {}: cannot read: {e}", path.display()))?;

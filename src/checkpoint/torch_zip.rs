@@ -24,6 +24,13 @@ pub fn read_torch<R: Read + Seek>(reader: R, label: &str) -> Result<StateDict> {
     read(reader).map_err(|e| anyhow!("checkpoint {label}: {e:#}"))
 }
 
+/// Whether `reader` is a zip archive laid out as torch.save writes it (one `<folder>/data.pkl`);
+/// the reason when it is not (another zip, an .npz, not a zip at all).
+pub fn check_torch_layout<R: Read + Seek>(reader: R) -> Result<()> {
+    let zip = ZipArchive::new(reader).context("not a valid zip archive")?;
+    find_folder(&zip).map(|_| ())
+}
+
 fn read<R: Read + Seek>(mut reader: R) -> Result<StateDict> {
     sniff(&mut reader)?;
     let mut zip = ZipArchive::new(reader).context("not a valid zip archive")?;

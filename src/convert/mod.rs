@@ -45,8 +45,8 @@ pub fn default_input(arch: Arch) -> (usize, usize) {
     }
 }
 
-/// Is this file a torch zip checkpoint (rather than an ONNX protobuf)?
-pub fn is_torch_checkpoint(path: &Path) -> bool {
+/// Whether `path` starts like a zip archive (torch.save writes zips; ONNX files never start so).
+pub fn is_zip(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"PK\x03\x04"
