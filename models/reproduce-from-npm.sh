@@ -15,9 +15,11 @@ src="$work/package/models"
 python3 -m venv venv
 ./venv/bin/pip install -q tensorflow-cpu==2.15.1 tf2onnx==1.16.1
 
-# tf2onnx cannot read two attributes the tfjs converter omitted in movenet-multipose: every fused
-# conv needs TArgs (one DT_FLOAT per extra argument) and TopKV2 needs its index type.
-./venv/bin/python - "$src/movenet-multipose.json" "$work/movenet-multipose.json" <<'PY'
+# tf2onnx cannot read two attributes the tfjs converter omitted in the MoveNet models: every fused
+# conv needs TArgs (one DT_FLOAT per extra argument) and TopKV2 needs its index type. The patch
+# leaves models without such nodes (nanodet) unchanged.
+for m in movenet-multipose movenet-thunder movenet-lightning; do
+  ./venv/bin/python - "$src/$m.json" "$work/$m.json" <<'PY'
 import json, sys
 model = json.load(open(sys.argv[1]))
 for node in model["modelTopology"]["node"]:
@@ -29,11 +31,11 @@ for node in model["modelTopology"]["node"]:
         node.setdefault("attr", {})["index_type"] = {"type": "DT_INT32"}
 json.dump(model, open(sys.argv[2], "w"))
 PY
-cp "$src/movenet-multipose.bin" "$work/"
-
-./venv/bin/python -m tf2onnx.convert --tfjs "$work/movenet-multipose.json" --output "$here/movenet-multipose.onnx" --opset 13
-for m in selfie meet; do
+  cp "$src/$m.bin" "$work/"
+  ./venv/bin/python -m tf2onnx.convert --tfjs "$work/$m.json" --output "$here/$m.onnx" --opset 13
+done
+for m in selfie meet nanodet; do
   ./venv/bin/python -m tf2onnx.convert --tfjs "$src/$m.json" --output "$here/$m.onnx" --opset 13
 done
-cd "$here" && sha256sum movenet-multipose.onnx selfie.onnx meet.onnx
+cd "$here" && sha256sum movenet-multipose.onnx movenet-thunder.onnx movenet-lightning.onnx nanodet.onnx selfie.onnx meet.onnx
 echo "compare with the sums in models/README.md (tf2onnx output can differ in metadata between runs)"

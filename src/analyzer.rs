@@ -1,7 +1,7 @@
 //! Runs the selected pose and segmentation models on a frame: the per-frame work every mode
 //! (video, images, bench, live) shares.
 
-use crate::catalog::{Catalog, DecoderSpec, ModelSpec, Task};
+use crate::catalog::{Catalog, DecoderSpec, Method, ModelSpec, Task};
 use crate::decode::PoseThresholds;
 use crate::decode::Segmentation;
 use crate::detections::{ClassMap, Mask, Person};
@@ -9,6 +9,7 @@ use crate::engine::EngineOptions;
 use crate::frame::Frame;
 use crate::session::{ModelSession, StageTimes};
 use crate::skeleton::{self, Schema};
+use crate::topdown::{TopDown, TopDownParams};
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -27,6 +28,55 @@ pub struct ModelChoice {
     pub seg_size: Option<usize>,
     /// Backend, CPU threads and kernels for both models.
     pub engine: EngineOptions,
+    /// Settings of a top-down pose pipeline (`--detect-every`, `--max-people`).
+    pub topdown: TopDownParams,
+}
+
+/// How people are found: one model on the whole frame (bottom-up: MoveNet MultiPose, LitePose),
+/// or a top-down pipeline (a detector, then a single-person model per crop).
+pub enum PoseRunner {
+    Model(ModelSession),
+    TopDown(Box<TopDown>),
+}
+
+impl PoseRunner {
+    /// The model whose keypoint schema the people follow.
+    pub fn spec(&self) -> &ModelSpec {
+        match self {
+            PoseRunner::Model(s) => &s.spec,
+            PoseRunner::TopDown(t) => &t.single.spec,
+        }
+    }
+
+    /// The name chosen (`--pose`).
+    pub fn name(&self) -> &str {
+        match self {
+            PoseRunner::Model(s) => &s.spec.name,
+            PoseRunner::TopDown(t) => &t.name,
+        }
+    }
+
+    /// Every model session it runs.
+    pub fn sessions(&self) -> Vec<&ModelSession> {
+        match self {
+            PoseRunner::Model(s) => vec![s],
+            PoseRunner::TopDown(t) => vec![&t.detector, &t.single],
+        }
+    }
+
+    pub fn sessions_mut(&mut self) -> Vec<&mut ModelSession> {
+        match self {
+            PoseRunner::Model(s) => vec![s],
+            PoseRunner::TopDown(t) => vec![&mut t.detector, &mut t.single],
+        }
+    }
+
+    fn people(&mut self, frame: &Frame, th: PoseThresholds, times: &mut StageTimes) -> Result<Vec<Person>> {
+        match self {
+            PoseRunner::Model(s) => s.pose(frame, th, times),
+            PoseRunner::TopDown(t) => t.people(frame, th.person, times),
+        }
+    }
 }
 
 pub struct Analysis {
@@ -64,7 +114,7 @@ pub struct ModelInfo {
 }
 
 pub struct Analyzer {
-    pub pose: Option<ModelSession>,
+    pub pose: Option<PoseRunner>,
     pub seg: Option<ModelSession>,
     pub thresholds: PoseThresholds,
 }
@@ -82,7 +132,12 @@ fn open(catalog: &Catalog, name: &str, file: Option<&PathBuf>, task: Task, size:
             let flag = match task {
                 Task::Pose => "--pose-model",
                 Task::Segmentation => "--seg-model",
+                Task::Detection => "--detector-model",
             };
+            // A model whose licence keeps it out of the bundle: the user brings the file.
+            if spec.user_supplied && !bundled.is_file() {
+                bail!("'{}' is not bundled (its licence, {}, keeps it out of edgesight): pass {flag} FILE with {}", spec.name, spec.licence, spec.file);
+            }
             spec.check_checkpoint_present(&bundled, |family| {
                 format!("pass {flag} FILE with an official {family} checkpoint (or an ONNX file made from one by `edgesight convert`)")
             })?;
@@ -109,11 +164,24 @@ impl Analyzer {
             bail!("--seg-model was given but segmentation is off (--seg none)");
         }
         let mut pose = match &choice.pose {
-            Some(n) => Some(open(&catalog, n, choice.pose_file.as_ref(), Task::Pose, choice.pose_size, &choice.engine)?),
+            Some(n) => Some(match catalog.method_for_task(n, Task::Pose)? {
+                Method::Model(_) => PoseRunner::Model(open(&catalog, n, choice.pose_file.as_ref(), Task::Pose, choice.pose_size, &choice.engine)?),
+                Method::Pipeline(p) => {
+                    if choice.pose_size.is_some() {
+                        bail!("--pose-size does not apply to '{n}': its models have fixed input sizes");
+                    }
+                    PoseRunner::TopDown(Box::new(TopDown::open(&catalog, p, choice.pose_file.as_deref(), choice.topdown, &choice.engine)?))
+                }
+            }),
             None => None,
         };
         if choice.flip_test {
-            match pose.as_mut().map(|p| &mut p.spec) {
+            let spec = match pose.as_mut() {
+                Some(PoseRunner::Model(s)) => Some(&mut s.spec),
+                Some(PoseRunner::TopDown(t)) => bail!("--flip-test applies to LitePose models, not '{}'", t.name),
+                None => None,
+            };
+            match spec {
                 Some(spec) if matches!(spec.decoder, DecoderSpec::AssociativeEmbedding { .. }) => {
                     spec.decoder = DecoderSpec::AssociativeEmbedding { flip_test: true };
                 }
@@ -128,21 +196,46 @@ impl Analyzer {
         Ok(Analyzer { pose, seg, thresholds })
     }
 
+    /// Every model session, pose first.
+    pub fn sessions(&self) -> Vec<&ModelSession> {
+        let mut all = self.pose.as_ref().map(|p| p.sessions()).unwrap_or_default();
+        all.extend(self.seg.iter());
+        all
+    }
+
+    pub fn sessions_mut(&mut self) -> Vec<&mut ModelSession> {
+        let mut all = self.pose.as_mut().map(|p| p.sessions_mut()).unwrap_or_default();
+        all.extend(self.seg.iter_mut());
+        all
+    }
+
     /// Plans every model for this frame size, so a model that does not fit fails up front.
     pub fn prepare_for(&mut self, width: usize, height: usize) -> Result<()> {
-        for s in self.pose.iter_mut().chain(self.seg.iter_mut()) {
+        for s in self.sessions_mut() {
             s.prepare_for(width, height)?;
         }
         Ok(())
     }
 
+    /// The next frame starts a new sequence (a new video or source, a seek, or an image): what
+    /// is carried from frame to frame (a recurrent model's state, top-down's followed people)
+    /// is forgotten.
+    pub fn new_sequence(&mut self) {
+        for s in self.sessions_mut() {
+            s.new_sequence();
+        }
+        if let Some(PoseRunner::TopDown(t)) = &mut self.pose {
+            t.new_sequence();
+        }
+    }
+
     pub fn schema(&self) -> Option<Schema> {
-        self.pose.as_ref().and_then(|p| p.spec.keypoints.as_deref()).and_then(skeleton::by_name)
+        self.pose.as_ref().and_then(|p| p.spec().keypoints.as_deref()).and_then(skeleton::by_name)
     }
 
     pub fn analyze(&mut self, frame: &Frame, times: &mut AnalysisTimes) -> Result<Analysis> {
         let people = match &mut self.pose {
-            Some(p) => p.pose(frame, self.thresholds, &mut times.pose)?,
+            Some(p) => p.people(frame, self.thresholds, &mut times.pose)?,
             None => Vec::new(),
         };
         let (mask, classes) = match &mut self.seg {
@@ -157,9 +250,8 @@ impl Analyzer {
 
     /// Loaded models as reported, for frames of the given size.
     pub fn model_infos(&self, width: usize, height: usize) -> Vec<ModelInfo> {
-        self.pose
-            .iter()
-            .chain(self.seg.iter())
+        self.sessions()
+            .into_iter()
             .map(|s| {
                 let (h, w) = s.spec.input_size(width, height);
                 ModelInfo {

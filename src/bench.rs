@@ -103,9 +103,13 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
     } else {
         job.models.clone()
     };
-    // Unknown names are refused before any work or output.
+    // Unknown names are refused before any work or output; pipelines are measured apart.
+    let (pipelines, names): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| catalog.pipelines.iter().any(|p| p.name == *n));
     for n in &names {
         catalog.get(n)?;
+    }
+    if !pipelines.is_empty() && job.input.is_some() {
+        bail!("--input sets one model's input size; top-down pipelines ({}) have fixed sizes", pipelines.join(", "));
     }
     // With an exact --input size the clip only supplies pixel values, and speed does not depend
     // on them: when it is absent or unreadable (e.g. a GPU machine without ffmpeg), a synthetic
@@ -158,8 +162,9 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
             trained &= spec.trained || job.random_weights;
             let session = open_session(spec.clone(), job.random_weights, &job.engine)?;
             match spec.task {
-                Task::Pose => analyzer.pose = Some(session),
+                Task::Pose => analyzer.pose = Some(crate::analyzer::PoseRunner::Model(session)),
                 Task::Segmentation => analyzer.seg = Some(session),
+                Task::Detection => bail!("'{name}' is a detector: measure it inside a top-down pipeline (--model topdown-thunder)"),
             }
         }
         analyzer.prepare_for(first.width, first.height)?;
@@ -167,7 +172,7 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
         let mut samples = Vec::new();
         let mut shapes = Vec::new();
         let mut gpu = Vec::new();
-        for s in analyzer.pose.iter_mut().chain(analyzer.seg.iter_mut()) {
+        for s in analyzer.sessions_mut() {
             if let Some(dir) = &job.export_onnx {
                 let path = dir.join(format!("{}.onnx", s.spec.name));
                 std::fs::write(&path, s.onnx_bytes(first.width, first.height)?)
@@ -208,7 +213,7 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
                 })
             }
         };
-        let backend = analyzer.pose.iter().chain(analyzer.seg.iter()).map(|s| s.backend_name().to_string()).next();
+        let backend = analyzer.sessions().first().map(|s| s.backend_name().to_string());
         let row = BenchRow {
             model: cfg.join(" + "),
             input_shape: shapes.first().cloned().unwrap_or_default(),
@@ -239,6 +244,14 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
         rows.push(row);
     }
     std::fs::create_dir_all(&job.out_dir).with_context(|| format!("cannot create {}", job.out_dir.display()))?;
+    let mut topdown = Vec::new();
+    for name in &pipelines {
+        topdown.extend(topdown_figures(job, name)?);
+    }
+    if !topdown.is_empty() {
+        let path = job.out_dir.join("topdown.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&topdown)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if let Some(s) = &soak {
         println!(
             "tracker over {} frames (the clip's {} analysed frames replayed): {:.3} ms per frame p50, {:.3} p95; {} tracks; RSS {} at start, {} at end",
@@ -263,6 +276,94 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
         path.display()
     );
     Ok(rows)
+}
+
+/// A top-down pipeline's cost per frame on one scene, with the detector every N frames.
+#[derive(Debug, Serialize)]
+pub struct TopDownFigures {
+    pub pipeline: String,
+    /// "clip" (the bundled clip, every frame through the headless pipeline) or "10-person
+    /// scene" (two frames of the clip side by side, analysed repeatedly).
+    pub scene: String,
+    pub detect_every: u32,
+    pub frames: usize,
+    pub ms_per_frame_p50: f64,
+    pub ms_per_frame_mean: f64,
+    pub people_per_frame: f64,
+    pub crops_per_frame: f64,
+    pub detector_share_of_frames: f64,
+}
+
+/// Frames of the 10-person scene analysed per setting.
+const SCENE_FRAMES: usize = 20;
+
+/// The pipeline on the clip (each frame as a video, tracking ROIs between detections) and on a
+/// scene of about 10 people (two frames of the clip side by side), with the detector on every
+/// frame and every N (the default). MoveNet SinglePose takes one crop at a time (its graph's
+/// decoding fixes the batch at 1), so the crops of a frame run one after another.
+fn topdown_figures(job: &BenchJob, name: &str) -> Result<Vec<TopDownFigures>> {
+    use crate::analyzer::{AnalysisTimes, ModelChoice, PoseRunner};
+    use crate::topdown::TopDownParams;
+    let info = video_source::probe(&job.clip)?;
+    let mut reader = VideoReader::open(&info)?;
+    let mut frames = Vec::new();
+    while let Some(f) = reader.next_frame()? {
+        frames.push(f);
+    }
+    reader.finish();
+    if frames.len() < 2 {
+        bail!("{} has too few frames for the top-down measurement", job.clip.display());
+    }
+    // Two frames of the clip, side by side.
+    let (a, b) = (&frames[0], &frames[frames.len() / 2]);
+    let mut rgb = Vec::with_capacity(a.rgb.len() * 2);
+    for y in 0..a.height {
+        rgb.extend_from_slice(&a.rgb[y * a.width * 3..(y + 1) * a.width * 3]);
+        rgb.extend_from_slice(&b.rgb[y * b.width * 3..(y + 1) * b.width * 3]);
+    }
+    let scene = Frame::new(a.width * 2, a.height, rgb)?;
+    let mut out = Vec::new();
+    for detect_every in [TopDownParams::default().detect_every, 1] {
+        let choice = ModelChoice { pose: Some(name.into()), engine: job.engine.clone(), topdown: TopDownParams { detect_every, ..TopDownParams::default() }, ..Default::default() };
+        let mut analyzer = Analyzer::new(&choice, PoseThresholds::default())?;
+        for (label, seq) in [("clip", frames.clone()), ("10-person scene", (0..SCENE_FRAMES + 2).map(|i| Frame { index: i as u64, ..scene.clone() }).collect::<Vec<_>>())] {
+            analyzer.new_sequence();
+            analyzer.prepare_for(seq[0].width, seq[0].height)?;
+            let (mut ms, mut people, mut crops, mut detected) = (Vec::new(), 0usize, 0usize, 0usize);
+            for (i, f) in seq.iter().enumerate() {
+                let t = Instant::now();
+                let found = analyzer.analyze(f, &mut AnalysisTimes::default())?.people.len();
+                // Two warm-up frames on the repeated scene.
+                if label == "clip" || i >= 2 {
+                    ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                    people += found;
+                    if let Some(PoseRunner::TopDown(td)) = &analyzer.pose {
+                        crops += td.crops_last_frame;
+                        detected += td.detected_last_frame as usize;
+                    }
+                }
+            }
+            let n = ms.len();
+            let sum = summarise(&ms);
+            let row = TopDownFigures {
+                pipeline: name.into(),
+                scene: label.into(),
+                detect_every,
+                frames: n,
+                ms_per_frame_p50: sum.p50_ms,
+                ms_per_frame_mean: sum.mean_ms,
+                people_per_frame: people as f64 / n as f64,
+                crops_per_frame: crops as f64 / n as f64,
+                detector_share_of_frames: detected as f64 / n as f64,
+            };
+            println!(
+                "{:<20} {:<16} detector every {:>2}: {:>7.1} ms/frame p50 ({:.1} mean), {:.1} people, {:.1} crops, detector on {:.0}% of frames",
+                row.pipeline, row.scene, row.detect_every, row.ms_per_frame_p50, row.ms_per_frame_mean, row.people_per_frame, row.crops_per_frame, 100.0 * row.detector_share_of_frames
+            );
+            out.push(row);
+        }
+    }
+    Ok(out)
 }
 
 /// The tracker (people and mask smoothing) over a long run, for its time per frame and whether

@@ -15,6 +15,8 @@ const BUILTIN_CATALOG: &str = include_str!("../models/catalog.json");
 pub enum Task {
     Pose,
     Segmentation,
+    /// Person boxes (the first stage of top-down pose).
+    Detection,
 }
 
 impl std::fmt::Display for Task {
@@ -22,6 +24,7 @@ impl std::fmt::Display for Task {
         f.pad(match self {
             Task::Pose => "pose",
             Task::Segmentation => "segmentation",
+            Task::Detection => "detection",
         })
     }
 }
@@ -75,6 +78,16 @@ pub enum ResizeMode {
     CenterPad,
 }
 
+/// The order of the colour channels the network takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelOrder {
+    #[default]
+    Rgb,
+    /// Blue first (networks trained on OpenCV's images, e.g. NanoDet).
+    Bgr,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InputSpec {
     pub name: String,
@@ -82,7 +95,9 @@ pub struct InputSpec {
     pub dtype: DType,
     pub size: SizeRule,
     pub resize: ResizeMode,
-    /// value = (pixel * scale - mean[c]) / std[c], pixel in 0..=255 (RGB order).
+    #[serde(default)]
+    pub channels: ChannelOrder,
+    /// value = (pixel * scale - mean[c]) / std[c], pixel in 0..=255, c in `channels` order.
     pub scale: f32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
@@ -99,6 +114,15 @@ pub enum DecoderSpec {
     Softmax { channel: usize },
     /// [1, C, h, w] class logits (C = classes.len()); upsampled to the input, then argmax.
     Classes,
+    /// MoveNet SinglePose [1, 1, 17, 3]: (y, x, score) per joint, normalised to the input.
+    MovenetSinglepose,
+    /// NanoDet (GFL head): per stride, class scores [1, N, C] (sigmoid applied) and box
+    /// distributions [1, N, 4 x bins]; `class` is the person class.
+    Nanodet {
+        class: usize,
+        strides: Vec<usize>,
+        bins: usize,
+    },
     /// LitePose / HigherHRNet: out0 [1, 2J, H/4, W/4] heatmaps + tags, out1 [1, J, H/2, W/2]
     /// heatmaps, grouped by associative embedding; optionally averaged with a flipped pass.
     AssociativeEmbedding {
@@ -135,6 +159,43 @@ pub struct ModelSpec {
     pub classes: Vec<String>,
     #[serde(default)]
     pub palette: Vec<[u8; 3]>,
+    /// Not bundled (a licence that forbids it): the user passes the file.
+    #[serde(default)]
+    pub user_supplied: bool,
+    /// The output the decoder reads, by name, when it is not the model's first.
+    #[serde(default)]
+    pub primary_output: Option<String>,
+    /// Recurrent state: inputs fed with the previous frame's outputs (zeros at the start of a
+    /// sequence).
+    #[serde(default)]
+    pub recurrent: Vec<RecurrentState>,
+}
+
+/// One recurrent state tensor: NHWC [1, ceil(H / stride), ceil(W / stride), channels] for an
+/// input of H x W, read from `output` and fed back to `input` on the next frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecurrentState {
+    pub input: String,
+    pub output: String,
+    pub stride: usize,
+    pub channels: usize,
+}
+
+impl RecurrentState {
+    pub fn shape(&self, height: usize, width: usize) -> [usize; 4] {
+        [1, height.div_ceil(self.stride), width.div_ceil(self.stride), self.channels]
+    }
+}
+
+/// A pose method made of two catalogue models: a person detector, then a single-person pose
+/// model on each person's crop (top-down).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineSpec {
+    pub name: String,
+    pub task: Task,
+    pub title: String,
+    pub detector: String,
+    pub single_pose: String,
 }
 
 impl ModelSpec {
@@ -219,6 +280,14 @@ impl ModelSpec {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Catalog {
     pub models: Vec<ModelSpec>,
+    #[serde(default)]
+    pub pipelines: Vec<PipelineSpec>,
+}
+
+/// What a `--pose` / `--seg` name stands for.
+pub enum Method<'a> {
+    Model(&'a ModelSpec),
+    Pipeline(&'a PipelineSpec),
 }
 
 impl Catalog {
@@ -228,25 +297,42 @@ impl Catalog {
     }
 
     pub fn get(&self, name: &str) -> Result<&ModelSpec> {
-        self.models.iter().find(|m| m.name == name).with_context(|| {
-            let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
-            format!("unknown model '{name}' (known models: {})", known.join(", "))
-        })
+        self.models.iter().find(|m| m.name == name).with_context(|| self.unknown(name))
+    }
+
+    fn unknown(&self, name: &str) -> String {
+        let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).chain(self.pipelines.iter().map(|p| p.name.as_str())).collect();
+        format!("unknown model '{name}' (known models: {})", known.join(", "))
     }
 
     /// A model by name that must be of the given task.
     pub fn get_for_task(&self, name: &str, task: Task) -> Result<&ModelSpec> {
-        let spec = self.get(name)?;
+        match self.method_for_task(name, task)? {
+            Method::Model(m) => Ok(m),
+            Method::Pipeline(p) => bail!("'{}' is a pipeline of two models, not one model", p.name),
+        }
+    }
+
+    /// A model or a pipeline by name that must serve the given task.
+    pub fn method_for_task(&self, name: &str, task: Task) -> Result<Method<'_>> {
+        if let Some(p) = self.pipelines.iter().find(|p| p.name == name) {
+            if p.task != task {
+                bail!("'{name}' is a {} pipeline, not a {task} model", p.task);
+            }
+            return Ok(Method::Pipeline(p));
+        }
+        let spec = self.models.iter().find(|m| m.name == name).with_context(|| self.unknown(name))?;
         if spec.task != task {
             bail!("model '{name}' is a {} model, not a {task} model", spec.task);
         }
-        Ok(spec)
+        Ok(Method::Model(spec))
     }
 
     pub fn default_for(task: Task) -> &'static str {
         match task {
             Task::Pose => "movenet-multipose",
             Task::Segmentation => "selfie",
+            Task::Detection => "nanodet",
         }
     }
 }
@@ -275,9 +361,21 @@ mod tests {
         assert_eq!(c.get_for_task("movenet-multipose", Task::Pose).unwrap().input.dtype, DType::I32);
         assert!(c.get_for_task("selfie", Task::Pose).is_err());
         assert!(c.get("nope").unwrap_err().to_string().contains("known models"));
-        for task in [Task::Pose, Task::Segmentation] {
+        for task in [Task::Pose, Task::Segmentation, Task::Detection] {
             c.get_for_task(Catalog::default_for(task), task).unwrap();
         }
+        // Pipelines name models of the right tasks.
+        for p in &c.pipelines {
+            assert!(matches!(c.method_for_task(&p.name, Task::Pose), Ok(Method::Pipeline(_))));
+            c.get_for_task(&p.detector, Task::Detection).unwrap();
+            assert!(matches!(c.get_for_task(&p.single_pose, Task::Pose).unwrap().decoder, DecoderSpec::MovenetSinglepose));
+        }
+        assert!(c.get_for_task("topdown-thunder", Task::Pose).is_err());
+        assert!(c.method_for_task("topdown-thunder", Task::Segmentation).is_err());
+        // A recurrent model's states round up.
+        let rvm = c.get("rvm").unwrap();
+        assert!(rvm.user_supplied);
+        assert_eq!(rvm.recurrent[0].shape(288, 511), [1, 144, 256, 16]);
     }
 
     #[test]

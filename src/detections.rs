@@ -21,6 +21,28 @@ pub struct Person {
     pub track_id: Option<u64>,
 }
 
+/// A detector's box around one object (top-down pose: a person), in source pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxDetection {
+    /// [x0, y0, x1, y1].
+    pub bbox: [f32; 4],
+    pub score: f32,
+}
+
+/// Intersection over union of two [x0, y0, x1, y1] boxes (0 for empty or NaN ones).
+pub fn box_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let union = area(a) + area(b) - inter;
+    if union > 0.0 && inter.is_finite() {
+        inter / union
+    } else {
+        0.0
+    }
+}
+
 /// A per-pixel person probability at the model's output resolution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mask {

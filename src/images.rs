@@ -120,6 +120,8 @@ pub fn run(job: &ImageJob, analyzer: &mut Analyzer) -> Result<usize> {
         let step = (|| -> Result<()> {
             let mut frame = Frame::load_image(path)?;
             frame.index = i as u64;
+            // Images are unrelated: nothing carries over from the last one.
+            analyzer.new_sequence();
             let analysis = analyzer.analyze(&frame, &mut AnalysisTimes::default())?;
             let record = FrameRecord::new(i as u64, 0.0, &analysis);
             render::draw(&mut frame, &Overlay::of(&analysis, schema), &job.style);

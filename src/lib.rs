@@ -40,6 +40,7 @@ mod shared_fixtures;
 pub mod skeleton;
 pub mod stats;
 pub mod tensor;
+pub mod topdown;
 pub mod track;
 pub mod video_source;
 pub mod video_writer;

@@ -11,6 +11,7 @@ use edgesight::engine::tract_cpu::CpuOptions;
 use edgesight::engine::memory::MemoryLimit;
 use edgesight::engine::{Backend, EngineOptions};
 use edgesight::render::Style;
+use edgesight::topdown::TopDownParams;
 use edgesight::track::{MaskSmoothing, OneEuroParams, TrackOptions, TrackerParams};
 use edgesight::engine::gpu::GpuApis;
 use edgesight::interrupt::{self, Stop};
@@ -339,7 +340,7 @@ fn live_options(a: LiveArgs, engine: &EngineOptions) -> Result<live::LiveOptions
     }
     let catalog = Catalog::builtin();
     if let Some(p) = &choice.pose {
-        catalog.get_for_task(p, Task::Pose)?;
+        catalog.method_for_task(p, Task::Pose)?;
     }
     if let Some(s) = &choice.seg {
         catalog.get_for_task(s, Task::Segmentation)?;
@@ -364,6 +365,7 @@ fn live_options(a: LiveArgs, engine: &EngineOptions) -> Result<live::LiveOptions
             person_threshold,
             engine: choice.engine.clone(),
             track: track.clone(),
+            topdown: choice.topdown,
         },
         seg: live::worker::WorkerConfig {
             model: choice.seg,
@@ -372,6 +374,7 @@ fn live_options(a: LiveArgs, engine: &EngineOptions) -> Result<live::LiveOptions
             person_threshold,
             engine: choice.engine,
             track,
+            topdown: choice.topdown,
         },
         style: a.models.style(),
         frames: a.frames,
@@ -416,6 +419,14 @@ struct ModelArgs {
     /// Mask opacity in the overlay (0..1).
     #[arg(long, default_value_t = Style::default().mask_opacity)]
     mask_opacity: f32,
+    /// Top-down pose (--pose topdown-thunder / topdown-lightning): run the person detector on
+    /// every this many frames of a video (1: every frame); in between, people are followed from
+    /// the last frame's joints. It also runs whenever a person is lost.
+    #[arg(long, default_value_t = TopDownParams::default().detect_every)]
+    detect_every: u32,
+    /// Top-down pose: at most this many people per frame (the best scoring).
+    #[arg(long, default_value_t = TopDownParams::default().max_people)]
+    max_people: usize,
 }
 
 impl Default for ModelArgs {
@@ -431,6 +442,8 @@ impl Default for ModelArgs {
             person_threshold: PoseThresholds::default().person,
             keypoint_threshold: Style::default().keypoint_threshold,
             mask_opacity: Style::default().mask_opacity,
+            detect_every: TopDownParams::default().detect_every,
+            max_people: TopDownParams::default().max_people,
         }
     }
 }
@@ -447,7 +460,12 @@ impl ModelArgs {
             seg_file: self.seg_model.clone(),
             seg_size: self.seg_size,
             engine: engine.clone(),
+            topdown: self.topdown(),
         }
+    }
+
+    fn topdown(&self) -> TopDownParams {
+        TopDownParams { detect_every: self.detect_every, max_people: self.max_people, ..TopDownParams::default() }
     }
 
     fn check_ranges(&self) -> Result<()> {
@@ -455,6 +473,12 @@ impl ModelArgs {
             if !(0.0..=1.0).contains(&v) {
                 anyhow::bail!("{name} must be between 0 and 1, got {v}");
             }
+        }
+        if !(1..=10_000).contains(&self.detect_every) {
+            anyhow::bail!("--detect-every must be between 1 and 10000 frames, got {}", self.detect_every);
+        }
+        if !(1..=10_000).contains(&self.max_people) {
+            anyhow::bail!("--max-people must be between 1 and 10000, got {}", self.max_people);
         }
         Ok(())
     }
@@ -471,8 +495,9 @@ impl ModelArgs {
 
 fn list_models() {
     let dir = models_dir();
+    let catalog = Catalog::builtin();
     println!("{:<18} {:<13} {:<22} {:<24} {:<11} weights", "name", "task", "input", "file", "licence");
-    for m in Catalog::builtin().models {
+    for m in &catalog.models {
         let input = match m.input.size {
             SizeRule::Fixed { height, width } => format!("{height}x{width} {}", m.input.dtype.name()),
             SizeRule::LongestSide { longest_side, multiple_of } => {
@@ -482,9 +507,18 @@ fn list_models() {
                 format!("short side {short_side} (/{multiple_of}) {}", m.input.dtype.name())
             }
         };
-        let present = if dir.join(&m.file).is_file() { "" } else { " (file missing)" };
+        let present = if dir.join(&m.file).is_file() {
+            ""
+        } else if m.user_supplied {
+            " (not bundled)"
+        } else {
+            " (file missing)"
+        };
         let weights = if m.trained { "trained" } else { "untrained fixture weights" };
         println!("{:<18} {:<13} {:<22} {:<24} {:<11} {weights}", m.name, m.task, input, format!("{}{present}", m.file), m.licence);
+    }
+    for p in &catalog.pipelines {
+        println!("{:<18} {:<13} {} + {} per person (top-down, no limit on people)", p.name, p.task, p.detector, p.single_pose);
     }
     println!("\nmodel files are read from {}", dir.display());
 }

@@ -222,6 +222,7 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
     check_paths(job, &video_path, &jsonl_path, &report_path, &masks_dir)?;
     prepare_out_dir(&job.out_dir)?;
     analyzer.prepare_for(info.width, info.height)?;
+    analyzer.new_sequence();
     // An earlier run's masks would be mixed with this run's (or stale without --masks).
     output_paths::remove_stale_masks(&masks_dir)?;
     let running = serde_json::json!({ "edgesight_version": env!("CARGO_PKG_VERSION"), "ended": Ended::Running, "input": &info });

@@ -1,7 +1,7 @@
 //! Frame -> input tensor in one pass: resize (bilinear), normalise, lay out, convert dtype.
 //! Also returns the geometric transform so decoders can map outputs back to source pixels.
 
-use crate::catalog::{DType, Layout, ModelSpec, ResizeMode};
+use crate::catalog::{ChannelOrder, DType, Layout, ModelSpec, ResizeMode};
 use crate::tensor::{Tensor, TensorData};
 use crate::frame::Frame;
 
@@ -160,23 +160,66 @@ pub fn flip_width(t: &Tensor, layout: Layout) -> Tensor {
 /// Preprocesses `frame` for `spec`.
 pub fn prepare(spec: &ModelSpec, frame: &Frame) -> (Tensor, Transform) {
     let t = Transform::new(spec, frame.width, frame.height);
-    let (w, h) = (t.input_w, t.input_h);
+    let cols = taps(t.input_w, frame.width, t.scale_x, t.offset_x, spec.input.resize);
+    let rows = taps(t.input_h, frame.height, t.scale_y, t.offset_y, spec.input.resize);
+    (sample(spec, frame, &cols, &rows), t)
+}
+
+/// A square region of `frame` (corner `x0`, `y0`, side `side` in source pixels; it may reach
+/// beyond the frame, which reads as black) resized to `spec`'s fixed input: a person's crop in
+/// top-down pose.
+pub fn prepare_crop(spec: &ModelSpec, frame: &Frame, x0: f32, y0: f32, side: f32) -> (Tensor, Transform) {
+    let (input_h, input_w) = spec.input_size(frame.width, frame.height);
+    let (scale_x, scale_y) = (side / input_w as f32, side / input_h as f32);
+    let t = Transform { input_w, input_h, frame_w: frame.width, frame_h: frame.height, scale_x, scale_y, offset_x: x0, offset_y: y0 };
+    let cols = crop_taps(input_w, frame.width, scale_x, x0);
+    let rows = crop_taps(input_h, frame.height, scale_y, y0);
+    (sample(spec, frame, &cols, &rows), t)
+}
+
+/// Sampling table of a crop: half-pixel centres, source = (i + 0.5) * scale - 0.5 + offset,
+/// black outside the picture.
+fn crop_taps(out_len: usize, len: usize, scale: f32, offset: f32) -> Vec<Tap> {
+    let last = len as f32 - 1.0;
+    (0..out_len)
+        .map(|i| {
+            let s = (i as f32 + 0.5) * scale - 0.5 + offset;
+            if !s.is_finite() || s < -1.0 || s > last + 1.0 {
+                return Tap { i0: 0, i1: 0, w0: 0.0, w1: 0.0 };
+            }
+            let f0 = s.floor();
+            let f = s - f0;
+            let inside = |p: f32| p >= 0.0 && p <= last;
+            let (w0, w1) = (if inside(f0) { 1.0 - f } else { 0.0 }, if inside(f0 + 1.0) { f } else { 0.0 });
+            let clamp = |p: f32| p.clamp(0.0, last) as usize;
+            Tap { i0: clamp(f0), i1: clamp(f0 + 1.0), w0, w1 }
+        })
+        .collect()
+}
+
+/// Bilinear sampling through the column and row tables, normalised, laid out and converted
+/// as `spec` says, in one pass.
+fn sample(spec: &ModelSpec, frame: &Frame, cols: &[Tap], rows: &[Tap]) -> Tensor {
+    let (w, h) = (cols.len(), rows.len());
     let inp = &spec.input;
     // Per-channel affine: value = pixel * a[c] + b[c]; padding is a black pixel, i.e. b[c].
     let a: [f32; 3] = std::array::from_fn(|c| inp.scale / inp.std[c]);
     let b: [f32; 3] = std::array::from_fn(|c| -inp.mean[c] / inp.std[c]);
-    let cols = taps(w, frame.width, t.scale_x, t.offset_x, inp.resize);
-    let rows = taps(h, frame.height, t.scale_y, t.offset_y, inp.resize);
     let mut values = vec![0f32; w * h * 3];
     let src = &frame.rgb;
     let stride = frame.width * 3;
+    // Network channel c reads frame channel from[c].
+    let from: [usize; 3] = match inp.channels {
+        ChannelOrder::Rgb => [0, 1, 2],
+        ChannelOrder::Bgr => [2, 1, 0],
+    };
     for (y, ry) in rows.iter().enumerate() {
         let r0 = &src[ry.i0 * stride..(ry.i0 + 1) * stride];
         let r1 = &src[ry.i1 * stride..(ry.i1 + 1) * stride];
         for (x, cx) in cols.iter().enumerate() {
-            for c in 0..3 {
-                let top = r0[cx.i0 * 3 + c] as f32 * cx.w0 + r0[cx.i1 * 3 + c] as f32 * cx.w1;
-                let bot = r1[cx.i0 * 3 + c] as f32 * cx.w0 + r1[cx.i1 * 3 + c] as f32 * cx.w1;
+            for (c, &f) in from.iter().enumerate() {
+                let top = r0[cx.i0 * 3 + f] as f32 * cx.w0 + r0[cx.i1 * 3 + f] as f32 * cx.w1;
+                let bot = r1[cx.i0 * 3 + f] as f32 * cx.w0 + r1[cx.i1 * 3 + f] as f32 * cx.w1;
                 let p = top * ry.w0 + bot * ry.w1;
                 let idx = match inp.layout {
                     Layout::Nhwc => (y * w + x) * 3 + c,
@@ -191,7 +234,7 @@ pub fn prepare(spec: &ModelSpec, frame: &Frame) -> (Tensor, Transform) {
         DType::F32 => TensorData::F32(values),
         DType::I32 => TensorData::I32(values.iter().map(|v| v.round() as i32).collect()),
     };
-    (Tensor { shape, data }, t)
+    Tensor { shape, data }
 }
 
 #[cfg(test)]
@@ -277,6 +320,28 @@ mod tests {
                 assert!(x <= 0.5 && y <= 0.5, "{x} {y}");
             }
         }
+    }
+
+    /// A crop reaching past the frame's corner: black outside, the frame's pixels inside, and
+    /// the transform maps the crop's input pixels back onto the frame.
+    #[test]
+    fn crops_pad_outside_the_frame_with_black() {
+        let spec = Catalog::builtin().get("movenet-thunder").unwrap().clone();
+        let f = gradient(100, 80);
+        let (t, tr) = prepare_crop(&spec, &f, -50.0, -50.0, 256.0);
+        assert_eq!(t.shape, vec![1, 256, 256, 3]);
+        let TensorData::I32(v) = &t.data else { panic!("int32 expected") };
+        // Top-left is outside: black; pixel (60, 60) of the input is frame pixel (10, 10).
+        assert_eq!(&v[..3], &[0, 0, 0]);
+        let i = (60 * 256 + 60) * 3;
+        assert_eq!(v[i + 2], 77);
+        assert_eq!(v[i], (10 * 255 / 99) as i32);
+        assert_eq!(tr.to_source(60.5, 60.5), (10.5, 10.5));
+        // Beyond the frame's far edge: black again.
+        assert_eq!(v[(200 * 256 + 200) * 3 + 2], 0);
+        // Downscaling crop: 512 source pixels onto 256.
+        let (_, tr) = prepare_crop(&spec, &f, 0.0, 0.0, 512.0);
+        assert_eq!((tr.scale_x, tr.scale_y), (2.0, 2.0));
     }
 
     #[test]

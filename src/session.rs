@@ -6,7 +6,7 @@ use crate::convert;
 use crate::decode::{self, PoseThresholds};
 use crate::decode::Segmentation;
 use crate::detections::Person;
-use crate::engine::{self, Engine, EngineOptions};
+use crate::engine::{self, Engine, EngineOptions, Tensor};
 use crate::frame::Frame;
 use crate::preprocess;
 use anyhow::{Context, Result};
@@ -40,6 +40,9 @@ pub struct ModelSession {
     /// How engines are planned (backend, CPU threads and kernels).
     options: EngineOptions,
     pose_decoder: decode::PoseDecoder,
+    /// A recurrent model's state for the next frame (None: zeros), and the index of the frame
+    /// it came from (a frame that does not come after it starts a new sequence).
+    state: Option<(Vec<Tensor>, u64)>,
 }
 
 impl ModelSession {
@@ -86,6 +89,7 @@ impl ModelSession {
             backend: String::new(),
             options: options.clone(),
             pose_decoder: Default::default(),
+            state: None,
         })
     }
 
@@ -106,6 +110,7 @@ impl ModelSession {
             backend: String::new(),
             options: options.clone(),
             pose_decoder: Default::default(),
+            state: None,
         })
     }
 
@@ -134,8 +139,10 @@ impl ModelSession {
                 None => (engine::read_model_file(&self.path)?, format!("model file {}", self.path.display())),
             };
             let engine = engine::load(&self.options, &bytes, &label, &self.spec, &shape)?;
-            decode::check_output_shapes(&self.spec, engine.output_shapes())
-                .with_context(|| format!("model file {} does not fit '{}'", self.path.display(), self.spec.name))?;
+            let fits = || format!("model file {} does not fit '{}'", self.path.display(), self.spec.name);
+            let order = output_order(&self.spec, &engine.output_names(), engine.output_shapes().len()).with_context(fits)?;
+            let shapes: Vec<Vec<usize>> = order.iter().map(|&i| engine.output_shapes()[i].clone()).collect();
+            decode::check_output_shapes(&self.spec, &shapes).with_context(fits)?;
             self.backend = engine.backend_name();
             self.engines.insert(shape.clone(), engine);
         }
@@ -151,20 +158,69 @@ impl ModelSession {
         &self.backend
     }
 
-    /// Runs the model and returns its raw outputs with the transform, timing each stage.
+    /// The raw outputs for a whole frame (the decoder's output first) and the frame's transform.
+    pub fn run_frame(&mut self, frame: &Frame, times: &mut StageTimes) -> Result<(Vec<Tensor>, preprocess::Transform)> {
+        self.infer(frame, times)
+    }
+
+    /// Runs an input made elsewhere (a person's crop) on the engine planned for its shape.
+    pub fn run_input(&mut self, input: &Tensor, times: &mut StageTimes) -> Result<Vec<Tensor>> {
+        let name = &self.spec.name;
+        let Some(engine) = self.engines.get_mut(&input.shape) else {
+            anyhow::bail!("'{name}' is not planned for input {:?}", input.shape);
+        };
+        let t = Instant::now();
+        let outputs = engine.run(input)?;
+        times.inference += t.elapsed();
+        Ok(outputs)
+    }
+
+    /// Forgets what a recurrent model carried over: the next frame starts a new sequence (a new
+    /// video or source, a seek, an unrelated image).
+    pub fn new_sequence(&mut self) {
+        self.state = None;
+    }
+
+    /// Runs the model and returns its raw outputs with the transform, timing each stage. A
+    /// recurrent model gets its state from the previous frame of the sequence (zeros first) and
+    /// keeps the new one; the decoder's output comes first.
     fn infer(&mut self, frame: &Frame, times: &mut StageTimes) -> Result<(Vec<crate::engine::Tensor>, preprocess::Transform)> {
         // Planned (and its memory checked) before the input tensor of that size is made.
         self.prepare_for(frame.width, frame.height)?;
         let t0 = Instant::now();
         let (input, transform) = preprocess::prepare(&self.spec, frame);
         let t1 = Instant::now();
+        let recurrent = self.spec.recurrent.clone();
+        let primary = self.spec.primary_output.clone();
+        let state = match self.state.take() {
+            Some((s, last)) if frame.index > last && s.first().is_some_and(|t| state_fits(&recurrent, &input, t, &self.spec)) => Some(s),
+            _ => None,
+        };
         let engine = self.prepare_for(frame.width, frame.height)?;
+        let outputs = if recurrent.is_empty() {
+            engine.run(&input)?
+        } else {
+            let (h, w) = (transform.input_h, transform.input_w);
+            let states = state.unwrap_or_else(|| recurrent.iter().map(|r| Tensor::f32(r.shape(h, w).to_vec(), vec![0.0; r.shape(h, w).iter().product()])).collect());
+            let mut inputs = vec![input];
+            inputs.extend(states);
+            engine.run_inputs(&inputs)?
+        };
+        let names = engine.output_names();
         let t2 = Instant::now();
-        let outputs = engine.run(&input)?;
-        let t3 = Instant::now();
         times.preprocess += t1 - t0;
-        times.inference += t3 - t2;
-        Ok((outputs, transform))
+        times.inference += t2 - t1;
+        let mut outputs: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
+        if !recurrent.is_empty() {
+            let mut next = Vec::with_capacity(recurrent.len());
+            for r in &recurrent {
+                let i = names.iter().position(|n| *n == r.output).with_context(|| format!("the model has no output '{}'", r.output))?;
+                next.push(outputs[i].take().with_context(|| format!("output '{}' read twice", r.output))?);
+            }
+            self.state = Some((next, frame.index));
+        }
+        let order = output_order_named(primary.as_deref(), &names, outputs.len())?;
+        Ok((order.into_iter().filter_map(|i| outputs[i].take()).collect(), transform))
     }
 
     pub fn pose(&mut self, frame: &Frame, th: PoseThresholds, times: &mut StageTimes) -> Result<Vec<Person>> {
@@ -187,6 +243,7 @@ impl ModelSession {
             let (o, t) = self.infer(frame, times)?;
             return Ok((o, t, None));
         }
+        // Flip test (LitePose): never recurrent.
         self.prepare_for(frame.width, frame.height)?;
         let t0 = Instant::now();
         let (input, transform) = preprocess::prepare(&self.spec, frame);
@@ -209,4 +266,25 @@ impl ModelSession {
         times.decode += t.elapsed();
         Ok(seg)
     }
+}
+
+/// Whether a carried state still fits this input (its size may have changed with the frame's).
+fn state_fits(recurrent: &[crate::catalog::RecurrentState], input: &Tensor, first_state: &Tensor, spec: &ModelSpec) -> bool {
+    let (h, w) = match spec.input.layout {
+        crate::catalog::Layout::Nhwc => (input.shape[1], input.shape[2]),
+        crate::catalog::Layout::Nchw => (input.shape[2], input.shape[3]),
+    };
+    recurrent.first().is_some_and(|r| first_state.shape == r.shape(h, w))
+}
+
+/// The order the decoder reads the outputs in: the description's primary output first (by
+/// name), then the rest in the model's order.
+fn output_order(spec: &ModelSpec, names: &[String], n: usize) -> Result<Vec<usize>> {
+    output_order_named(spec.primary_output.as_deref(), names, n)
+}
+
+fn output_order_named(primary: Option<&str>, names: &[String], n: usize) -> Result<Vec<usize>> {
+    let Some(p) = primary else { return Ok((0..n).collect()) };
+    let first = names.iter().position(|x| x == p).with_context(|| format!("the model has no output '{p}' (outputs: {})", names.join(", ")))?;
+    Ok(std::iter::once(first).chain((0..n).filter(|&i| i != first)).collect())
 }

@@ -1,6 +1,7 @@
 //! Accuracy of the default models on real COCO ground truth (tests/data/coco: 4 val2017 images,
 //! 14 annotated people). Pose: best OKS per annotated person. Segmentation: mean person
-//! probability inside the annotated person polygons against outside.
+//! probability inside the annotated person polygons against outside (selfie; and Robust Video
+//! Matting from ../shared/models, which may not be bundled).
 
 mod common;
 
@@ -71,13 +72,14 @@ fn pose_accuracy_by_input_size() {
     }
 }
 
-#[test]
-fn segmentation_on_coco_person_polygons() {
-    let choice = ModelChoice { seg: Some("selfie".into()), ..Default::default() };
-    let mut analyzer = Analyzer::new(&choice, PoseThresholds::default()).unwrap();
+/// Mean person probability inside the annotated person polygons and outside them, over the
+/// COCO images (each image a sequence of its own).
+fn mask_inside_outside(choice: &ModelChoice, label: &str) -> (f64, f64) {
+    let mut analyzer = Analyzer::new(choice, PoseThresholds::default()).unwrap();
     let gt = ground_truth();
     let (mut in_sum, mut in_n, mut out_sum, mut out_n) = (0f64, 0usize, 0f64, 0usize);
     for (id, file, _, _) in &gt.images {
+        analyzer.new_sequence();
         let frame = Frame::load_image(&data_dir().join(file)).unwrap();
         let mask = analyzer.analyze(&frame, &mut AnalysisTimes::default()).unwrap().mask.unwrap();
         let polys: Vec<&Vec<f32>> =
@@ -95,13 +97,65 @@ fn segmentation_on_coco_person_polygons() {
                 }
             }
         }
-        println!("image {id}: mean person probability inside {:.3}, outside {:.3}", i_s / i_n as f64, o_s / o_n as f64);
+        println!("{label}, image {id}: mean person probability inside {:.3}, outside {:.3}", i_s / i_n as f64, o_s / o_n as f64);
         (in_sum, in_n, out_sum, out_n) = (in_sum + i_s, in_n + i_n, out_sum + o_s, out_n + o_n);
     }
-    let (inside, outside) = (in_sum / in_n as f64, out_sum / out_n as f64);
+    (in_sum / in_n as f64, out_sum / out_n as f64)
+}
+
+#[test]
+fn segmentation_on_coco_person_polygons() {
+    let (inside, outside) = mask_inside_outside(&ModelChoice { seg: Some("selfie".into()), ..Default::default() }, "selfie");
     println!("selfie on COCO person polygons: inside {inside:.3}, outside {outside:.3}, margin {:.3}", inside - outside);
     assert!(inside - outside >= MASK_MARGIN, "margin {:.3} < {MASK_MARGIN}", inside - outside);
 }
+
+/// Robust Video Matting (GPL-3.0, never bundled: read from ../shared/models as a user would pass
+/// it): its masks beat selfie's on the COCO polygons, and its recurrent state, carried over
+/// the same frame repeated, settles instead of drifting; a new sequence starts from zeros again.
+#[test]
+fn rvm_masks_beat_selfie_and_its_state_does_not_drift() {
+    let Some([rvm]) = common::shared_or_skip("rvm", ["models/rvm-ratio1.onnx"]) else { return };
+    let choice = ModelChoice { seg: Some("rvm".into()), seg_file: Some(rvm.clone()), ..Default::default() };
+    let (inside, outside) = mask_inside_outside(&choice, "rvm");
+    let (s_in, s_out) = mask_inside_outside(&ModelChoice { seg: Some("selfie".into()), ..Default::default() }, "selfie");
+    println!("COCO person polygons, margin inside - outside: rvm {:.3} ({inside:.3} - {outside:.3}), selfie {:.3}", inside - outside, s_in - s_out);
+    assert!(inside - outside >= s_in - s_out, "rvm {:.3} below selfie {:.3}", inside - outside, s_in - s_out);
+
+    let mut a = Analyzer::new(&choice, PoseThresholds::default()).unwrap();
+    let mut frame = Frame::load_image(&data_dir().join("000000000785.jpg")).unwrap();
+    let mut masks = Vec::new();
+    for i in 0..8 {
+        frame.index = i;
+        masks.push(a.analyze(&frame, &mut AnalysisTimes::default()).unwrap().mask.unwrap().probs);
+    }
+    let diff = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p - q).abs() as f64).sum::<f64>() / x.len() as f64;
+    let steps: Vec<f64> = masks.windows(2).map(|w| diff(&w[0], &w[1])).collect();
+    let settled = diff(&masks[3], &masks[7]);
+    println!("rvm, one frame 8 times: mean |change| per step {:?}, frames 4 to 8: {settled:.5}", steps.iter().map(|d| format!("{d:.5}")).collect::<Vec<_>>());
+    // The state is carried (a second look at the frame changes the mask) and settles.
+    assert!(steps[0] > 0.0, "the state is not carried: the mask never changes");
+    assert!(steps[3..].iter().all(|&d| d < STATE_STEP), "the state keeps changing the mask: {steps:?}");
+    assert!(settled < STATE_DRIFT, "the mask drifts: {settled}");
+    // A new sequence starts from a zero state: the first frame's mask again.
+    a.new_sequence();
+    frame.index = 8;
+    let again = a.analyze(&frame, &mut AnalysisTimes::default()).unwrap().mask.unwrap().probs;
+    assert_eq!(again, masks[0]);
+    // So does a frame that does not follow the last one (a seek, a looped file).
+    for i in [9, 10, 3] {
+        frame.index = i;
+        let m = a.analyze(&frame, &mut AnalysisTimes::default()).unwrap().mask.unwrap().probs;
+        if i == 3 {
+            assert_eq!(m, masks[0]);
+        }
+    }
+}
+
+/// Bounds of the recurrent-state checks: the mean change of the probability per repeated frame
+/// after the third, and between the fourth and the eighth.
+const STATE_STEP: f64 = 0.005;
+const STATE_DRIFT: f64 = 0.01;
 
 /// Measured 0.671 (inside 0.731, outside 0.059) with selfie on these images; 0.5 fails a mask
 /// that is misaligned, inverted or blurred into the background while leaving room for numerics.

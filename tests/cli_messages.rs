@@ -97,3 +97,19 @@ fn bad_tracking_options_are_named() {
     assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
     assert!(stderr(&r).contains("oks-iou"), "{}", stderr(&r));
 }
+
+/// Robust Video Matting is never bundled (GPL-3.0): asked for without a file, the message says
+/// so and which flag and file to pass; pose with its own flags checked.
+#[test]
+fn rvm_without_a_file_says_it_is_user_supplied() {
+    let out = scratch("messages-rvm");
+    let r = edgesight(&["image", s(&coco_image()), "--out", s(&out), "--pose", "none", "--seg", "rvm"]);
+    assert_clean_failure(&r, &["'rvm' is not bundled", "GPL-3.0", "--seg-model FILE", "rvm-ratio1.onnx"]);
+    // A detector is no pose model, a pipeline no segmentation model.
+    let r = edgesight(&["image", s(&coco_image()), "--out", s(&out), "--pose", "nanodet"]);
+    assert_clean_failure(&r, &["'nanodet' is a detection model, not a pose model"]);
+    let r = edgesight(&["image", s(&coco_image()), "--out", s(&out), "--seg", "topdown-thunder"]);
+    assert_clean_failure(&r, &["'topdown-thunder' is a pose pipeline, not a segmentation model"]);
+    let r = edgesight(&["image", s(&coco_image()), "--out", s(&out), "--pose", "topdown-thunder", "--flip-test"]);
+    assert_clean_failure(&r, &["--flip-test", "topdown-thunder"]);
+}

@@ -169,3 +169,33 @@ fn decoded_people_and_masks_agree_on_photos() {
         assert!(worst < 1e-3, "{file}: masks differ by {worst}");
     }
 }
+
+/// Top-down pose (detector, then a single-person model per crop) on the GPU gives the people it
+/// gives on the CPU: the same count on a photo of five people, joints within a pixel.
+#[test]
+fn topdown_pose_agrees_on_the_gpu() {
+    use edgesight::analyzer::{AnalysisTimes, Analyzer, ModelChoice};
+    use edgesight::decode::PoseThresholds;
+    use edgesight::engine::{Backend, EngineOptions};
+    use edgesight::frame::Frame;
+    if !gpu_available() {
+        return;
+    }
+    let frame = Frame::load_image(&common::data("coco").join("000000197388.jpg")).unwrap();
+    let people = |backend: Backend| {
+        let choice = ModelChoice { pose: Some("topdown-lightning".into()), engine: EngineOptions { backend, ..Default::default() }, ..Default::default() };
+        let mut a = Analyzer::new(&choice, PoseThresholds::default()).unwrap();
+        a.analyze(&frame, &mut AnalysisTimes::default()).unwrap().people
+    };
+    let (cpu, gpu) = (people(Backend::Cpu), people(Backend::Gpu));
+    eprintln!("top-down on the GPU: {} people (CPU {})", gpu.len(), cpu.len());
+    assert_eq!(cpu.len(), gpu.len());
+    assert!(cpu.len() >= 4, "only {} people", cpu.len());
+    for (p, q) in cpu.iter().zip(&gpu) {
+        assert!((p.score - q.score).abs() < 0.02, "person score {} vs {}", p.score, q.score);
+        for (k, l) in p.keypoints.iter().zip(&q.keypoints) {
+            let d = ((k.x - l.x).powi(2) + (k.y - l.y).powi(2)).sqrt();
+            assert!(d < 1.0 || k.score < 0.3, "a joint moved {d} px");
+        }
+    }
+}

@@ -335,3 +335,20 @@ fn live_frames_run_without_frames_fails_after_the_source_timeout() {
     // 2 s of waiting plus the window's start; far below the 240 s the helper allows.
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
+
+/// The live window with top-down pose: the pipeline loads in the worker and its people reach
+/// the screen (shown in the --stats list of what is on screen).
+#[test]
+fn live_window_with_topdown_pose() {
+    let Some(x) = xvfb_or_skip("live_window_with_topdown_pose") else { return };
+    let dir = scratch("live-topdown");
+    let stats = dir.join("stats.json");
+    let clip = repo("assets/vtest-4s.mp4");
+    let out = live(&x, &["--source", clip.to_str().unwrap(), "--pose", "topdown-lightning", "--seg", "none", "--frames", "20", "--stats", stats.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\nstderr: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    let e2e = s["run"]["pose"]["e2e"]["p50_ms"].as_f64().unwrap_or(0.0);
+    assert!(e2e > 0.0, "no top-down result reached the screen: {s:#}");
+}

@@ -5,6 +5,8 @@ pub mod classes;
 pub mod litepose;
 pub mod mask;
 pub mod movenet;
+pub mod movenet_single;
+pub mod nanodet;
 
 use crate::catalog::{DecoderSpec, ModelSpec, Task};
 use crate::detections::{ClassMap, Mask, Person};
@@ -41,6 +43,11 @@ pub fn check_output_shapes(spec: &ModelSpec, shapes: &[Vec<usize>]) -> Result<()
             litepose::check_shapes(first, second, grouping(spec)?.joints)
         }
         (DecoderSpec::Classes, Task::Segmentation) => classes::check_shape(first, spec.classes.len()),
+        (DecoderSpec::MovenetSinglepose, Task::Pose) => movenet_single::check_shape(first),
+        (DecoderSpec::Nanodet { class, strides, bins }, Task::Detection) => {
+            let (h, w) = spec.input_size(1, 1);
+            nanodet::check_shapes(shapes, strides, *bins, *class, w, h)
+        }
         (d, t) => bail!("decoder {d:?} cannot serve a {t} model"),
     }
 }
@@ -72,6 +79,11 @@ impl PoseDecoder {
     ) -> Result<Vec<Person>> {
         match &spec.decoder {
             DecoderSpec::MovenetMultipose { max_people } => movenet::decode(&outputs[0], t, *max_people, th),
+            // The whole frame as one person's crop (top-down pose runs the crops itself).
+            DecoderSpec::MovenetSinglepose => {
+                let p = movenet_single::decode(&outputs[0], t, movenet_single::BOX_JOINT_SCORE)?;
+                Ok(if p.score >= th.person { vec![p] } else { vec![] })
+            }
             DecoderSpec::AssociativeEmbedding { .. } => {
                 if outputs.len() < 2 {
                     bail!("model '{}' gave {} outputs, expected out0 and out1", spec.name, outputs.len());

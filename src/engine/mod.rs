@@ -19,6 +19,18 @@ pub use crate::tensor::{Tensor, TensorData};
 pub trait Engine: Send {
     /// Runs the model; outputs are float32 in the model's output order.
     fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>>;
+    /// Runs a model with more inputs than the picture: `inputs[0]` is the picture, then the
+    /// recurrent states in the order the description lists them.
+    fn run_inputs(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        match inputs {
+            [one] => self.run(one),
+            _ => bail!("this engine runs one-input models; {} inputs were given", inputs.len()),
+        }
+    }
+    /// The outputs' names in output order (empty when the engine does not know them).
+    fn output_names(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The input shape this engine was planned for.
     fn input_shape(&self) -> &[usize];
     /// The output shapes, known after planning.
@@ -82,6 +94,11 @@ pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
 /// Plans ONNX `bytes` (described by `spec`) for `input_shape` as `options` say.
 pub fn load(options: &EngineOptions, bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize]) -> Result<Box<dyn Engine>> {
     let (backend, cpu) = (options.backend, &options.cpu);
+    if backend != Backend::Cpu && !spec.recurrent.is_empty() {
+        // The GPU planner takes one input; a recurrent model's state is carried on the CPU.
+        warn_once(&format!("note: '{}' carries a recurrent state and runs on the CPU (the GPU backend takes one-input models)", spec.name));
+        return Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, cpu, options.max_memory)?));
+    }
     if backend == Backend::Cpu {
         return Ok(Box::new(tract_cpu::TractEngine::load_onnx(bytes, label, spec, input_shape, cpu, options.max_memory)?));
     }

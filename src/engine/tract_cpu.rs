@@ -17,7 +17,11 @@ pub struct TractEngine {
     state: TypedSimpleState,
     input_shape: Vec<usize>,
     output_shapes: Vec<Vec<usize>>,
+    output_names: Vec<String>,
     input_dtype: DType,
+    /// For each model input (in the model's order), which of `run_inputs`' tensors it takes:
+    /// 0 the picture, k + 1 the recurrent state k of the description.
+    slots: Vec<usize>,
 }
 
 /// How CPU plans run: passed with the model choice, never read from the environment here.
@@ -101,7 +105,7 @@ impl TractEngine {
         keep_freed_memory();
         use_threads(options.threads)?;
         let shown = label;
-        let typed = typed_model(bytes, label, spec, input_shape, memory)?;
+        let (typed, slots) = typed_model(bytes, label, spec, input_shape, memory)?;
         let plan: Plan = optimize_typed(typed, &options.kernels)
             .and_then(|m| m.into_runnable())
             .map_err(|e| anyhow::anyhow!("{shown}: cannot plan it for input {input_shape:?}: {e:#}"))?;
@@ -114,29 +118,79 @@ impl TractEngine {
                 .with_context(|| format!("{shown}: output {i} has no static shape for input {input_shape:?}"))?;
             output_shapes.push(shape.to_vec());
         }
+        let model = plan.model();
+        let output_names = model
+            .outputs
+            .iter()
+            .map(|o| model.outlet_label(*o).map(String::from).unwrap_or_else(|| model.node(o.node).name.clone()))
+            .collect();
         let state = plan.spawn().map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-        Ok(TractEngine { state, input_shape: input_shape.to_vec(), output_shapes, input_dtype: spec.input.dtype })
+        Ok(TractEngine { state, input_shape: input_shape.to_vec(), output_shapes, output_names, input_dtype: spec.input.dtype, slots })
     }
 }
 
 /// ONNX `bytes` parsed, checked against `spec`, typed for `input_shape` (shapes only, nothing
-/// of that size allocated) and checked against the memory limit.
-pub fn typed_model(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize], memory: MemoryLimit) -> Result<TypedModel> {
-    let model = tract_onnx::onnx()
+/// of that size allocated) and checked against the memory limit; with the slot of each model
+/// input (see `TractEngine::slots`).
+pub fn typed_model(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize], memory: MemoryLimit) -> Result<(TypedModel, Vec<usize>)> {
+    let mut model = tract_onnx::onnx()
         .model_for_read(&mut &bytes[..])
         .map_err(|e| anyhow::anyhow!("{label} is not a valid ONNX model: {e}"))?;
-    check_input(&model, spec, input_shape).with_context(|| format!("{label} does not fit '{}'", spec.name))?;
+    let fits = || format!("{label} does not fit '{}'", spec.name);
+    let slots = input_slots(&model, spec).with_context(fits)?;
+    let main = slots.iter().position(|&s| s == 0).expect("input_slots always has the picture");
+    check_input(&model, main, spec, input_shape).with_context(fits)?;
     let dt = match spec.input.dtype {
         DType::F32 => f32::datum_type(),
         DType::I32 => i32::datum_type(),
     };
-    let typed = model
-        .with_input_fact(0, InferenceFact::dt_shape(dt, input_shape))
-        .and_then(|m| m.into_typed())
-        .map_err(|e| anyhow::anyhow!("{label}: cannot plan it for input {input_shape:?}: {e:#}"))?;
+    let (h, w) = match spec.input.layout {
+        crate::catalog::Layout::Nhwc => (input_shape[1], input_shape[2]),
+        crate::catalog::Layout::Nchw => (input_shape[2], input_shape[3]),
+    };
+    for (i, &slot) in slots.iter().enumerate() {
+        let fact = match slot {
+            0 => InferenceFact::dt_shape(dt, input_shape),
+            k => InferenceFact::dt_shape(f32::datum_type(), spec.recurrent[k - 1].shape(h, w)),
+        };
+        model = model.with_input_fact(i, fact).map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
+    }
+    let typed = model.into_typed().map_err(|e| anyhow::anyhow!("{label}: cannot plan it for input {input_shape:?}: {e:#}"))?;
     let needed = super::memory::estimate(&typed).map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
     super::memory::check(needed, memory, &format!("'{}' at input {input_shape:?}", spec.name))?;
-    Ok(typed)
+    Ok((typed, slots))
+}
+
+/// Which tensor each model input takes: a one-input model takes the picture; a recurrent model
+/// (the description lists its states) is matched by input names.
+fn input_slots(model: &InferenceModel, spec: &ModelSpec) -> Result<Vec<usize>> {
+    let n = model.inputs.len();
+    let expected = 1 + spec.recurrent.len();
+    if n != expected {
+        match spec.recurrent.len() {
+            0 => bail!("it has {n} inputs, expected 1"),
+            k => bail!("it has {n} inputs, expected {expected} (the picture '{}' and {k} recurrent states)", spec.input.name),
+        }
+    }
+    if spec.recurrent.is_empty() {
+        return Ok(vec![0]);
+    }
+    let mut slots = Vec::with_capacity(n);
+    for o in &model.inputs {
+        let name = &model.node(o.node).name;
+        let slot = if *name == spec.input.name {
+            0
+        } else if let Some(k) = spec.recurrent.iter().position(|r| r.input == *name) {
+            k + 1
+        } else {
+            bail!("its input '{name}' is neither the picture '{}' nor one of the states the description lists", spec.input.name);
+        };
+        if slots.contains(&slot) {
+            bail!("its input '{name}' appears twice");
+        }
+        slots.push(slot);
+    }
+    Ok(slots)
 }
 
 /// tract's optimisation with edgesight's own kernels swapped in (see engine::cpu_kernels): before
@@ -164,12 +218,8 @@ pub fn check_onnx(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[us
 
 /// Rejects a model whose declared input does not match the description: one input, the rank,
 /// the dtype and every dimension the file fixes must agree.
-fn check_input(model: &InferenceModel, spec: &ModelSpec, input_shape: &[usize]) -> Result<()> {
-    let n_inputs = model.inputs.len();
-    if n_inputs != 1 {
-        bail!("it has {n_inputs} inputs, expected 1");
-    }
-    let fact = model.input_fact(0).map_err(|e| anyhow::anyhow!("{e}"))?;
+fn check_input(model: &InferenceModel, index: usize, spec: &ModelSpec, input_shape: &[usize]) -> Result<()> {
+    let fact = model.input_fact(index).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(dt) = fact.datum_type.concretize() {
         let expected = match spec.input.dtype {
             DType::F32 => f32::datum_type(),
@@ -271,11 +321,25 @@ fn to_tract(input: &Tensor, dtype: DType) -> Result<tract_onnx::prelude::Tensor>
 
 impl Engine for TractEngine {
     fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>> {
-        if input.shape != self.input_shape {
-            bail!("input shape {:?} differs from the planned {:?}", input.shape, self.input_shape);
+        self.run_inputs(std::slice::from_ref(input))
+    }
+
+    fn run_inputs(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        if inputs.len() != self.slots.len() {
+            bail!("the model takes {} inputs, {} were given", self.slots.len(), inputs.len());
         }
-        let t = to_tract(input, self.input_dtype)?;
-        let outputs = self.state.run(tvec!(t.into())).map_err(|e| anyhow::anyhow!("inference failed: {e:#}"))?;
+        if inputs[0].shape != self.input_shape {
+            bail!("input shape {:?} differs from the planned {:?}", inputs[0].shape, self.input_shape);
+        }
+        let mut feed = TVec::new();
+        for &slot in &self.slots {
+            let t = match slot {
+                0 => to_tract(&inputs[0], self.input_dtype)?,
+                k => to_tract(&inputs[k], DType::F32)?,
+            };
+            feed.push(t.into());
+        }
+        let outputs = self.state.run(feed).map_err(|e| anyhow::anyhow!("inference failed: {e:#}"))?;
         outputs
             .into_iter()
             .map(|o| {
@@ -290,6 +354,10 @@ impl Engine for TractEngine {
                 Ok(super::Tensor::f32(o.shape().to_vec(), data))
             })
             .collect()
+    }
+
+    fn output_names(&self) -> Vec<String> {
+        self.output_names.clone()
     }
 
     fn input_shape(&self) -> &[usize] {

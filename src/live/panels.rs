@@ -107,8 +107,13 @@ pub struct Models {
 impl Models {
     pub fn installed() -> Models {
         let dir = models_dir();
-        let of = |task: Task| {
-            Catalog::builtin().models.iter().filter(|m| m.task == task && dir.join(&m.file).is_file()).map(|m| m.name.clone()).collect()
+        let catalog = Catalog::builtin();
+        let installed = |name: &str| catalog.get(name).is_ok_and(|m| dir.join(&m.file).is_file());
+        let of = |task: Task| -> Vec<String> {
+            let models = catalog.models.iter().filter(|m| m.task == task && installed(&m.name)).map(|m| m.name.clone());
+            // Top-down pipelines whose two models are installed.
+            let pipelines = catalog.pipelines.iter().filter(|p| p.task == task && installed(&p.detector) && installed(&p.single_pose)).map(|p| p.name.clone());
+            models.chain(pipelines).collect()
         };
         Models { pose: of(Task::Pose), seg: of(Task::Segmentation) }
     }

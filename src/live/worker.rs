@@ -7,6 +7,7 @@
 
 use super::{Captured, Event, Shared};
 use crate::analyzer::{AnalysisTimes, Analyzer, ModelChoice};
+use crate::topdown::TopDownParams;
 use crate::engine::EngineOptions;
 use crate::decode::PoseThresholds;
 use crate::detections::{ClassMap, Mask, Person};
@@ -38,6 +39,8 @@ pub struct WorkerConfig {
     pub engine: EngineOptions,
     /// Tracking and smoothing of the results over time (a change starts afresh).
     pub track: TrackOptions,
+    /// A top-down pose pipeline's settings (`--detect-every`, `--max-people`).
+    pub topdown: TopDownParams,
 }
 
 impl WorkerConfig {
@@ -49,17 +52,18 @@ impl WorkerConfig {
             person_threshold: PoseThresholds::default().person,
             engine: EngineOptions::default(),
             track: TrackOptions::default(),
+            topdown: TopDownParams::default(),
         }
     }
 
     /// What needs a reload when it changes (thresholds do not).
     fn key(&self) -> ReloadKey {
-        (self.model.clone(), self.file.clone(), self.size, self.engine.clone())
+        (self.model.clone(), self.file.clone(), self.size, self.engine.clone(), self.topdown)
     }
 }
 
 /// The parts of a `WorkerConfig` that need a reload when they change.
-type ReloadKey = (Option<String>, Option<PathBuf>, Option<usize>, EngineOptions);
+type ReloadKey = (Option<String>, Option<PathBuf>, Option<usize>, EngineOptions, TopDownParams);
 
 /// What tracking starts afresh for: source generation, options, person threshold (bits).
 type TemporalKey = (u64, TrackOptions, u32);
@@ -84,7 +88,7 @@ pub struct ModelResult {
 }
 
 fn load(kind: Kind, c: &WorkerConfig) -> anyhow::Result<Analyzer> {
-    let mut choice = ModelChoice { engine: c.engine.clone(), ..ModelChoice::default() };
+    let mut choice = ModelChoice { engine: c.engine.clone(), topdown: c.topdown, ..ModelChoice::default() };
     match kind {
         Kind::Pose => {
             choice.pose = c.model.clone();
@@ -141,8 +145,10 @@ pub fn run(shared: Arc<Shared>, kind: Kind) {
         let Some(a) = analyzer.as_mut() else { continue };
         let key = (shared.source_generation.load(std::sync::atomic::Ordering::SeqCst), config.track.clone(), config.person_threshold.to_bits());
         if temporal.as_ref().map(|(k, _)| k) != Some(&key) {
-            // Afresh, but ids go on counting: none is reused within the run.
+            // Afresh, but ids go on counting: none is reused within the run. What the models
+            // carry from frame to frame (a recurrent state, followed people) starts afresh too.
             temporal = Some((key, Temporal::new(&config.track, config.person_threshold, a.schema()).continuing(next_id)));
+            a.new_sequence();
         }
         let Some((_, tracking)) = temporal.as_mut() else { continue };
         a.thresholds.person = config.track.decode_threshold(config.person_threshold);

@@ -8,18 +8,7 @@ const DEFAULT_SIGMA: f32 = 0.07;
 /// OKS needs this many joints confident in both to say anything.
 const MIN_COMMON_JOINTS: usize = 3;
 
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let union = area(a) + area(b) - inter;
-    if union > 0.0 && inter.is_finite() {
-        inter / union
-    } else {
-        0.0
-    }
-}
+pub use crate::detections::box_iou as iou;
 
 /// OKS between two poses of one schema, with `area` (pixels^2) as the person's scale; `None`
 /// when fewer than three joints are confident in both.
