@@ -1,7 +1,7 @@
 // Shared by every edgesight compute shader. The planner prepends `const` declarations for the
-// shapes and parameters of one op (baked in: one pipeline per op instance), including
-// ACT / ACT_A / ACT_B (the element-wise function, also used as a fused activation) and
-// NWX (workgroups along x, for 2-D dispatches of long 1-D index spaces).
+// shapes and parameters of one op (baked in: one pipeline per op instance), including NWX
+// (workgroups along x, for 2-D dispatches of long 1-D index spaces), and appends the op's
+// `epilogue` (what runs on each value before it is stored) and `out_index` (where it goes).
 
 fn erf_approx(x: f32) -> f32 {
     // Abramowitz & Stegun 7.1.26: absolute error below 1.5e-7, enough for exact-GELU graphs.
@@ -12,7 +12,7 @@ fn erf_approx(x: f32) -> f32 {
     return select(-y, y, x >= 0.0);
 }
 
-// Element-wise functions by code (keep in sync with gpu::kernels::Unary).
+// Element-wise functions by code (keep in sync with gpu::epilogue::Act).
 fn unary(code: u32, x: f32, a: f32, b: f32) -> f32 {
     switch code {
         case 1u: { return max(x, 0.0); }
@@ -33,10 +33,6 @@ fn unary(code: u32, x: f32, a: f32, b: f32) -> f32 {
         case 16u: { return ceil(x); }
         default: { return x; }
     }
-}
-
-fn activate(x: f32) -> f32 {
-    return unary(ACT, x, ACT_A, ACT_B);
 }
 
 // Linear invocation index of a 2-D dispatch of WG-sized workgroups.

@@ -59,10 +59,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         if (i == 2u) { acc = a2; }
         if (i == 3u) { acc = a3; }
         let b = bias[m];
-        let base = (n * OC + m) * P + p0 + lid.x;
-        if (p0 + lid.x < P) { y[base] = activate(acc.x + b); }
-        if (p0 + lid.x + 16u < P) { y[base + 16u] = activate(acc.y + b); }
-        if (p0 + lid.x + 32u < P) { y[base + 32u] = activate(acc.z + b); }
-        if (p0 + lid.x + 48u < P) { y[base + 48u] = activate(acc.w + b); }
+        for (var j = 0u; j < 4u; j++) {
+            let p = p0 + lid.x + j * 16u;
+            if (p >= P) { break; }
+            var v = acc.x;
+            if (j == 1u) { v = acc.y; }
+            if (j == 2u) { v = acc.z; }
+            if (j == 3u) { v = acc.w; }
+            let yy = p / IW;
+            let xx = p % IW;
+            y[out_index(n, m, yy, xx)] = epilogue(v + b, n, m, yy, xx);
+        }
     }
 }

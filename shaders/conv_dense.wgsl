@@ -63,10 +63,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (o == 1u) { acc = a1; }
         if (o == 2u) { acc = a2; }
         if (o == 3u) { acc = a3; }
-        let ybase = ((n * OC + oc0 + o) * OH + oy) * OW + ox0;
-        y[ybase] = activate(acc.x);
-        if (pxn > 1u) { y[ybase + 1u] = activate(acc.y); }
-        if (pxn > 2u) { y[ybase + 2u] = activate(acc.z); }
-        if (pxn > 3u) { y[ybase + 3u] = activate(acc.w); }
+        let c = oc0 + o;
+        y[out_index(n, c, oy, ox0)] = epilogue(acc.x, n, c, oy, ox0);
+        if (pxn > 1u) { y[out_index(n, c, oy, ox0 + 1u)] = epilogue(acc.y, n, c, oy, ox0 + 1u); }
+        if (pxn > 2u) { y[out_index(n, c, oy, ox0 + 2u)] = epilogue(acc.z, n, c, oy, ox0 + 2u); }
+        if (pxn > 3u) { y[out_index(n, c, oy, ox0 + 3u)] = epilogue(acc.w, n, c, oy, ox0 + 3u); }
     }
 }

@@ -38,5 +38,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    y[i] = activate(acc);
+    y[out_index(n, oc, oy, ox)] = epilogue(acc, n, oc, oy, ox);
 }

@@ -51,9 +51,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             }
         }
     }
-    let ybase = (plane * OH + oy) * OW;
+    let n = plane / C;
     for (var p = 0u; p < PXT; p++) {
         let ox = ox0 + lid.x + p * WGX;
-        if (ox < OW) { y[ybase + ox] = activate(acc[p]); }
+        if (ox < OW) { y[out_index(n, c, oy, ox)] = epilogue(acc[p], n, c, oy, ox); }
     }
 }

@@ -20,5 +20,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var k = 0u; k < K; k++) {
         acc += a[abase + k] * b[bbase + k * N];
     }
-    y[i] = activate(acc);
+    y[i] = epilogue(acc);
 }

@@ -29,5 +29,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (MODE == 0u) {
         acc = acc / f32(select(count, padded, COUNT_PAD == 1u));
     }
-    y[i] = activate(acc);
+    let n = plane / IC;
+    let c = plane % IC;
+    y[out_index(n, c, oy, ox)] = epilogue(acc, n, c, oy, ox);
 }

@@ -1,6 +1,7 @@
 // Reduction over any set of axes (up to 6): one output per invocation; the planner bakes the
 // input strides of the kept axes (K*) and of the reduced axes (R*), extents of both.
-// OP 0 sum, 1 mean, 2 max, 3 min, 4 sum of squares.
+// OP 0 sum, 1 mean, 2 max, 3 min, 4 sum of squares. The input is read through `read`: plainly,
+// or through an element-wise program fused in front (`pre`, over the linear input index).
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 
@@ -25,7 +26,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let r3 = q % RD3; q = q / RD3;
         let r2 = q % RD2; q = q / RD2;
         let r1 = q % RD1; q = q / RD1;
-        let v = x[base + q * RS0 + r1 * RS1 + r2 * RS2 + r3 * RS3 + r4 * RS4 + r5 * RS5];
+        let idx = base + q * RS0 + r1 * RS1 + r2 * RS2 + r3 * RS3 + r4 * RS4 + r5 * RS5;
+        let v = read(idx);
         switch OP {
             case 2u: { acc = max(acc, v); }
             case 3u: { acc = min(acc, v); }
@@ -34,5 +36,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     if (OP == 1u) { acc = acc / f32(RTOTAL); }
-    y[i] = activate(acc);
+    y[out_index(r, k1, k2, k3, k4, k5)] = epilogue(acc, r, k1, k2, k3, k4, k5);
 }

@@ -401,3 +401,101 @@ fn layout_ops() {
     });
     check("reshape + matmul + unsqueeze", &onnx, &input(&mut r, &xs), ConvImpl::Fast);
 }
+
+/// Blocks the planner fuses, each against tract, with the kernels it must come down to:
+/// a convolution with a batch norm kept as Mul + Add, ReLU6 and a residual Add (one kernel);
+/// a pointwise convolution and an exact GELU (one); a depthwise 7 x 7 then pointwise pair
+/// (one); squeeze-and-excitation (pool, 1 x 1 convolutions) gating its input (two); a channel
+/// LayerNorm (reductions read through their element-wise inputs); two convolutions
+/// concatenated (no copy); a slice read by an element-wise op (no copy).
+#[test]
+fn fused_blocks_match_tract() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(77);
+    let xs = [1usize, 8, 12, 20];
+    let w = |r: &mut SplitMix64, oc: usize, ic: usize, k: usize| (vec![oc, ic, k, k], rand_vec(r, oc * ic * k * k, -0.4, 0.4));
+    let b = |r: &mut SplitMix64, n: usize| rand_vec(r, n, -0.3, 0.3);
+    let x = input(&mut r, &xs);
+    let cases: Vec<(&str, Vec<u8>, usize)> = vec![
+        ("conv+bn+relu6+residual", {
+            let (ws, wv) = w(&mut r, 8, 8, 3);
+            let (bv, sc, sh) = (b(&mut r, 8), rand_vec(&mut r, 8, 0.5, 1.5), b(&mut r, 8));
+            one_op(&xs, 4, |g, x| {
+                let c = g.conv(x, (&ws, &wv), Some(&bv), 1, [1, 1, 1, 1], [1, 1], 1);
+                let n = g.channel_affine(&c, &sc, &sh);
+                let a = g.clip(&n, 0.0, 6.0);
+                g.add(&a, x)
+            })
+        }, 1),
+        ("pointwise+gelu", {
+            let (ws, wv) = w(&mut r, 16, 8, 1);
+            let bv = b(&mut r, 16);
+            one_op(&xs, 4, |g, x| {
+                let c = g.conv(x, (&ws, &wv), Some(&bv), 1, [0; 4], [1, 1], 1);
+                g.gelu(&c)
+            })
+        }, 1),
+        ("depthwise7x7+pointwise", {
+            let (dv, db) = (rand_vec(&mut r, 8 * 49, -0.2, 0.2), b(&mut r, 8));
+            let (ws, wv) = w(&mut r, 12, 8, 1);
+            let bv = b(&mut r, 12);
+            one_op(&xs, 4, |g, x| {
+                let d = g.conv(x, (&[8, 1, 7, 7], &dv), Some(&db), 1, [3, 3, 3, 3], [1, 1], 8);
+                let d = g.relu(&d);
+                g.conv(&d, (&ws, &wv), Some(&bv), 1, [0; 4], [1, 1], 1)
+            })
+        }, 1),
+        ("squeeze-excitation", {
+            let (w1s, w1) = w(&mut r, 4, 8, 1);
+            let (w2s, w2) = w(&mut r, 8, 4, 1);
+            let (b1, b2) = (b(&mut r, 4), b(&mut r, 8));
+            one_op(&xs, 4, |g, x| {
+                let p = g.node("GlobalAveragePool", &[x], vec![]);
+                let h = g.conv(&p, (&w1s, &w1), Some(&b1), 1, [0; 4], [1, 1], 1);
+                let h = g.relu(&h);
+                let s = g.conv(&h, (&w2s, &w2), Some(&b2), 1, [0; 4], [1, 1], 1);
+                let s = g.sigmoid(&s);
+                g.mul(x, &s)
+            })
+        }, 2),
+        ("layer-norm", {
+            let (gm, bt) = (rand_vec(&mut r, 8, 0.5, 1.5), b(&mut r, 8));
+            one_op(&xs, 4, |g, x| {
+                let m = g.reduce_mean(x, &[1], true);
+                let d = g.sub(x, &m);
+                let sq = g.mul(&d, &d);
+                let v = g.reduce_mean(&sq, &[1], true);
+                let eps = g.scalar("eps", 1e-5);
+                let ve = g.add(&v, &eps);
+                let s = g.sqrt(&ve);
+                let n = g.div(&d, &s);
+                g.channel_affine(&n, &gm, &bt)
+            })
+        }, 4),
+        ("concat of convolutions", {
+            let (w1s, w1) = w(&mut r, 4, 8, 3);
+            let (w2s, w2) = w(&mut r, 6, 8, 1);
+            let (b1, b2) = (b(&mut r, 4), b(&mut r, 6));
+            one_op(&xs, 4, |g, x| {
+                let a = g.conv(x, (&w1s, &w1), Some(&b1), 1, [1, 1, 1, 1], [1, 1], 1);
+                let c = g.conv(x, (&w2s, &w2), Some(&b2), 1, [0; 4], [1, 1], 1);
+                let c = g.relu(&c);
+                g.concat(&[&a, &c], 1)
+            })
+        }, 2),
+        ("slice into an element-wise op", one_op(&xs, 4, |g, x| {
+            let a = g.slice(x, 1, 0, 4);
+            let c = g.slice(x, 1, 4, 8);
+            let s = g.sigmoid(&c);
+            g.mul(&a, &s)
+        }), 1),
+    ];
+    for (label, onnx, kernels) in cases {
+        check(label, &onnx, &x, ConvImpl::Fast);
+        let e = GpuEngine::load_with(&onnx, label, DType::F32, &xs, &PlanOptions::default()).unwrap();
+        eprintln!("{label}: {}", e.summary());
+        assert_eq!(e.kernel_count(), kernels, "{label}: {}", e.summary());
+    }
+}

@@ -78,6 +78,8 @@ pub struct Plan {
     pub tail: Option<Tail>,
     /// Storages that must survive the whole pass (input, downloads).
     pub pinned: HashSet<usize>,
+    /// How often each fusion rule applied (`fuse`).
+    pub fusions: Vec<(&'static str, usize)>,
 }
 
 enum Val {
@@ -166,7 +168,7 @@ pub fn plan(model: &pb::ModelProto, input_shape: &[usize], opts: &PlanOptions) -
     } else {
         Some(p.build_tail(model, tail_outputs, &mut pinned)?)
     };
-    p.fuse_activations(&pinned);
+    let fusions = p.fuse(&pinned);
     for v in &p.values {
         let n = v.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if n.is_none_or(|n| n > MAX_ELEMENTS) {
@@ -183,6 +185,7 @@ pub fn plan(model: &pb::ModelProto, input_shape: &[usize], opts: &PlanOptions) -
         output_shapes,
         tail,
         pinned,
+        fusions,
     })
 }
 
@@ -214,7 +217,7 @@ impl Planner<'_> {
     }
 
     fn push(&mut self, mut k: Kernel) {
-        for b in k.bindings.iter().skip(1) {
+        for b in k.all_bindings().iter().skip(1) {
             if let Binding::Value(v) = b {
                 self.uses[*v] += 1;
             }
@@ -348,6 +351,56 @@ mod tests {
                 assert!(t.ops.iter().any(|o| o == "TopK") && !t.ops.iter().any(|o| o == "Conv"));
             } else {
                 assert!(p.tail.is_none());
+            }
+        }
+    }
+
+    /// Dispatches per model (the GPU backend's cost on real GPUs is per dispatch as much as per
+    /// operation) and what the fusion rules made of them, without a GPU: the goals of the fused
+    /// planner, on the bench's input sizes, with either lowering of pointwise convolutions.
+    #[test]
+    fn shipped_models_plan_to_few_fused_dispatches() {
+        use crate::engine::gpu::kernels::Shader;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let built = |name: &str, h: usize, w: usize| {
+            let arch = crate::convert::arch(name).unwrap();
+            (crate::convert::build(arch, &crate::convert::random_entries(arch, 1), h, w).unwrap().onnx, vec![1, 3, h, w])
+        };
+        let cases: Vec<(&str, (Vec<u8>, Vec<usize>), usize)> = vec![
+            ("selfie", (std::fs::read(dir.join("selfie.onnx")).unwrap(), vec![1, 256, 256, 3]), 70),
+            ("movenet-multipose", (std::fs::read(dir.join("movenet-multipose.onnx")).unwrap(), vec![1, 288, 384, 3]), 70),
+            ("litepose-xs", built("litepose-xs", 256, 256), 90),
+            ("litepose-s", built("litepose-s", 448, 448), 90),
+            ("bevanet-s", built("bevanet-s", 512, 1024), 220),
+        ];
+        for gemm in [true, false] {
+            for (name, (bytes, shape), goal) in &cases {
+                let model = <pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
+                let opts = PlanOptions { pointwise_gemm: Some(gemm), workgroup_bytes: 16384, ..Default::default() };
+                let p = plan(&model, shape, &opts).unwrap();
+                let count = |s: Shader| p.kernels.iter().filter(|k| k.shader == s).count();
+                assert!(p.kernels.len() <= *goal, "{name}: {} dispatches, goal {goal}; fusions {:?}", p.kernels.len(), p.fusions);
+                // No batch norm or other constant affine term runs on its own: no element-wise
+                // kernel is one operation of a tensor and a parameter.
+                for k in p.kernels.iter().filter(|k| k.shader == Shader::Ewise) {
+                    let params = k.epilogue.inputs.iter().filter(|e| matches!(e.binding, Binding::Param(_))).count();
+                    assert!(!(k.epilogue.ops.len() == 3 && params == 1 && k.epilogue.inputs.len() == 2), "{name}: a lone affine kernel {}", k.describe());
+                }
+                match *name {
+                    // Every depthwise convolution runs with its pointwise one; residuals and
+                    // activations in epilogues: nothing element-wise is left.
+                    "litepose-xs" | "litepose-s" => {
+                        assert_eq!((count(Shader::DepthwiseTiled), count(Shader::Ewise)), (0, 0), "{name}");
+                        assert_eq!(count(Shader::DwPw), 39, "{name}");
+                    }
+                    "movenet-multipose" => assert_eq!(count(Shader::DwPw), 26, "{name}"),
+                    "selfie" => assert_eq!(count(Shader::Squeeze), 9, "{name}: squeeze-and-excitation blocks"),
+                    _ => {
+                        let fused = |rule: &str| p.fusions.iter().find(|f| f.0 == rule).map_or(0, |f| f.1);
+                        assert!(fused("concat") > 0 && fused("view") > 0 && fused("reduce_prologue") > 0, "{name}: {:?}", p.fusions);
+                    }
+                }
+                eprintln!("{name} (pointwise gemm {gemm}): {} dispatches", p.kernels.len());
             }
         }
     }

@@ -1,16 +1,13 @@
 //! One GPU kernel per op instance: which WGSL file (`shaders/`), the constants baked into it
-//! (shapes, strides, parameters), its buffer bindings and its dispatch size.
+//! (shapes, strides, parameters), its buffer bindings, its dispatch size, its epilogue (what
+//! runs on each value before it is stored: `epilogue::Program`) and where it stores (an output
+//! layout, so a producer can write straight into a concatenation's buffer).
 
 use super::attrs::pad_to_6;
+pub use super::binding::Binding;
+use super::epilogue::{EOp, ExtraInput, Program};
+pub use super::epilogue::{Act, CLIP, HARD_SIGMOID, IDENTITY, LEAKY_RELU, RELU, SIGMOID};
 use anyhow::{bail, Result};
-
-/// Where a kernel binding reads from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Binding {
-    Value(usize),
-    Param(usize),
-}
-
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
@@ -20,9 +17,13 @@ pub enum Shader {
     ConvDense,
     Conv1x1Gemm,
     DepthwiseTiled,
+    /// A depthwise convolution and the pointwise one reading it, in one pass.
+    DwPw,
+    /// Squeeze-and-excitation: plane means and two small fully connected layers, in one pass.
+    Squeeze,
     ConvTranspose,
-    Unary,
-    Binary,
+    /// A fused element-wise program over up to 6 broadcast axes.
+    Ewise,
     StridedCopy,
     Resize,
     Pool,
@@ -37,14 +38,34 @@ impl Shader {
             Shader::ConvDense => include_str!("../../../shaders/conv_dense.wgsl"),
             Shader::Conv1x1Gemm => include_str!("../../../shaders/conv1x1_gemm.wgsl"),
             Shader::DepthwiseTiled => include_str!("../../../shaders/depthwise_tiled.wgsl"),
+            Shader::DwPw => include_str!("../../../shaders/dw_pw.wgsl"),
+            Shader::Squeeze => include_str!("../../../shaders/squeeze.wgsl"),
             Shader::ConvTranspose => include_str!("../../../shaders/conv_transpose.wgsl"),
-            Shader::Unary => include_str!("../../../shaders/unary.wgsl"),
-            Shader::Binary => include_str!("../../../shaders/binary.wgsl"),
+            Shader::Ewise => include_str!("../../../shaders/ewise.wgsl"),
             Shader::StridedCopy => include_str!("../../../shaders/strided_copy.wgsl"),
             Shader::Resize => include_str!("../../../shaders/resize.wgsl"),
             Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
             Shader::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+        }
+    }
+
+    /// Coordinates the shader passes to `epilogue` and `out_index`: 4 (n, c, y, x) for the
+    /// NCHW convolutions and pools, 6 for element-wise kernels, 0 where the epilogue may only
+    /// apply functions of the value (no extra inputs) and the output is stored contiguously.
+    pub fn coords(self) -> usize {
+        match self {
+            Shader::ConvNaive | Shader::ConvDense | Shader::Conv1x1Gemm | Shader::DepthwiseTiled | Shader::DwPw | Shader::Squeeze | Shader::ConvTranspose | Shader::Pool => 4,
+            Shader::Ewise | Shader::Reduce => 6,
+            Shader::StridedCopy | Shader::Resize | Shader::Matmul => 0,
+        }
+    }
+
+    /// Coordinates the shader passes to `pre`: the linear input index for reductions.
+    pub fn pre_coords(self) -> usize {
+        match self {
+            Shader::Reduce => 1,
+            _ => 0,
         }
     }
 
@@ -54,9 +75,10 @@ impl Shader {
             Shader::ConvDense => "conv_dense",
             Shader::Conv1x1Gemm => "conv1x1_gemm",
             Shader::DepthwiseTiled => "depthwise_tiled",
+            Shader::DwPw => "dw_pw",
+            Shader::Squeeze => "squeeze",
             Shader::ConvTranspose => "conv_transpose",
-            Shader::Unary => "unary",
-            Shader::Binary => "binary",
+            Shader::Ewise => "ewise",
             Shader::StridedCopy => "strided_copy",
             Shader::Resize => "resize",
             Shader::Pool => "pool",
@@ -73,90 +95,74 @@ pub enum ConstV {
     F(f32),
 }
 
-// Element-wise function codes (shaders/common.wgsl `unary`).
-pub const IDENTITY: u32 = 0;
-pub const RELU: u32 = 1;
-pub const CLIP: u32 = 2;
-pub const HARD_SIGMOID: u32 = 11;
-pub const LEAKY_RELU: u32 = 14;
-
-/// An element-wise function with its two parameters (Clip bounds, HardSigmoid alpha/beta).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Act {
-    pub code: u32,
-    pub a: f32,
-    pub b: f32,
-}
-
-impl Act {
-    pub fn new(code: u32, a: f32, b: f32) -> Act {
-        Act { code, a, b }
-    }
-
-    pub fn clip(lo: f32, hi: f32) -> Act {
-        Act::new(CLIP, lo, hi)
-    }
-
-    pub fn named(op: &str) -> Option<Act> {
-        let code = match op {
-            "Relu" => RELU,
-            "Sigmoid" => 3,
-            "Erf" => 4,
-            "Sqrt" => 5,
-            "Exp" => 6,
-            "Abs" => 7,
-            "Neg" => 8,
-            "Reciprocal" => 9,
-            "Tanh" => 10,
-            "HardSwish" => 12,
-            "Log" => 13,
-            "Floor" => 15,
-            "Ceil" => 16,
-            _ => return None,
-        };
-        Some(Act::new(code, 0.0, 0.0))
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self.code {
-            0 => "identity",
-            1 => "relu",
-            2 => "clip",
-            3 => "sigmoid",
-            4 => "erf",
-            5 => "sqrt",
-            6 => "exp",
-            7 => "abs",
-            8 => "neg",
-            9 => "reciprocal",
-            10 => "tanh",
-            11 => "hardsigmoid",
-            12 => "hardswish",
-            13 => "log",
-            14 => "leakyrelu",
-            15 => "floor",
-            _ => "ceil",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Kernel {
     pub label: String,
     pub shader: Shader,
     pub consts: Vec<(&'static str, ConstV)>,
-    /// Binding 0 is the output; the rest are read-only inputs.
+    /// The shader's own bindings: 0 is the output, the rest read-only inputs. The epilogue's
+    /// inputs follow them (`all_bindings`).
     pub bindings: Vec<Binding>,
     pub dispatch: [u32; 3],
     /// Multiply-accumulates (for throughput reports).
     pub macs: u64,
     /// Bytes the op must at least read and write (for bandwidth reports).
     pub bytes: u64,
+    /// What runs on each value before it is stored.
+    pub epilogue: Program,
+    /// What runs on each value the kernel reads before using it (`Shader::pre_coords`): the
+    /// depthwise activation inside `DwPw` and `Squeeze`'s hidden layer (pure programs), an
+    /// element-wise program a reduction reads through (over the linear input index).
+    pub pre: Option<Program>,
+    /// The extents of the output coordinates the shader passes (`Shader::coords` of them).
+    pub space: Vec<usize>,
+    /// Where output coordinates are stored: base + sum of coordinate x stride (contiguous over
+    /// `space` unless the output is a part of a larger tensor).
+    pub out_base: i64,
+    pub out_strides: Vec<i64>,
 }
 
 impl Kernel {
     fn new(label: &str, shader: Shader, bindings: Vec<Binding>) -> Kernel {
-        Kernel { label: label.to_string(), shader, consts: vec![], bindings, dispatch: [1, 1, 1], macs: 0, bytes: 0 }
+        Kernel {
+            label: label.to_string(),
+            shader,
+            consts: vec![],
+            bindings,
+            dispatch: [1, 1, 1],
+            macs: 0,
+            bytes: 0,
+            epilogue: Program::identity(),
+            pre: None,
+            space: vec![],
+            out_base: 0,
+            out_strides: vec![],
+        }
+    }
+
+    /// Sets the output coordinate space (contiguous storage).
+    fn space(mut self, dims: &[usize]) -> Self {
+        self.space = dims.to_vec();
+        self.out_strides = contiguous(dims);
+        self
+    }
+
+    /// Every binding: the shader's, then the epilogue's inputs, then the prologue's.
+    pub fn all_bindings(&self) -> Vec<Binding> {
+        let mut all = self.bindings.clone();
+        all.extend(self.epilogue.inputs.iter().map(|e| e.binding));
+        if let Some(pre) = &self.pre {
+            all.extend(pre.inputs.iter().map(|e| e.binding));
+        }
+        all
+    }
+
+    /// The value it writes.
+    pub fn output(&self) -> Option<usize> {
+        match self.bindings.first() {
+            Some(Binding::Value(v)) => Some(*v),
+            _ => None,
+        }
     }
 
     fn c(mut self, name: &'static str, v: usize) -> Self {
@@ -194,37 +200,43 @@ impl Kernel {
         self.consts.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
 
-    fn replace(&mut self, name: &'static str, v: ConstV) {
+    pub fn get_u(&self, name: &str) -> usize {
+        match self.get(name) {
+            Some(ConstV::U(v)) => v as usize,
+            _ => 0,
+        }
+    }
+
+    pub fn replace(&mut self, name: &'static str, v: ConstV) {
         match self.consts.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = v,
             None => self.consts.push((name, v)),
         }
     }
 
-    pub fn act(&self) -> Act {
-        let f = |n: &str| match self.get(n) {
-            Some(ConstV::F(v)) => v,
-            _ => 0.0,
-        };
-        let code = match self.get("ACT") {
-            Some(ConstV::U(c)) => c,
-            _ => IDENTITY,
-        };
-        Act { code, a: f("ACT_A"), b: f("ACT_B") }
+    /// Whether an element-wise program can run on this kernel's values before they are stored
+    /// (with extra inputs only where the shader passes coordinates).
+    pub fn takes_epilogue(&self, with_inputs: bool) -> bool {
+        self.shader != Shader::StridedCopy && (!with_inputs || self.shader.coords() > 0)
     }
 
-    pub fn set_act(&mut self, act: Act) {
-        self.replace("ACT", ConstV::U(act.code));
-        self.replace("ACT_A", ConstV::F(act.a));
-        self.replace("ACT_B", ConstV::F(act.b));
+    /// Whether its output may be stored elsewhere than contiguously (into a concatenation).
+    pub fn relocatable(&self) -> bool {
+        self.shader.coords() > 0
     }
 
-    /// Whether an activation can be folded into this kernel's output.
-    pub fn fusable_act(&self) -> bool {
-        self.shader != Shader::Unary && self.shader != Shader::StridedCopy && self.shader != Shader::Resize && self.act().code == IDENTITY
+    /// The label with the epilogue's ops.
+    pub fn describe(&self) -> String {
+        let e = self.epilogue.describe();
+        if e.is_empty() || self.shader == Shader::Ewise {
+            self.label.clone()
+        } else {
+            format!("{}+{e}", self.label)
+        }
     }
 
-    /// The complete WGSL: baked constants, the shared functions, the op's shader.
+    /// The complete WGSL: baked constants, the shared functions, the output index and the
+    /// epilogue, the op's shader.
     pub fn source(&self) -> String {
         let mut s = String::new();
         let mut names: Vec<&str> = vec![];
@@ -232,15 +244,43 @@ impl Kernel {
             names.push(name);
             s.push_str(&format!("const {name}: {};\n", literal(*v)));
         }
-        for (name, def) in [("ACT", "u32 = 0u"), ("ACT_A", "f32 = 0.0"), ("ACT_B", "f32 = 0.0"), ("NWX", "u32 = 1u")] {
-            if !names.contains(&name) {
-                s.push_str(&format!("const {name}: {def};\n"));
-            }
+        if !names.contains(&"NWX") {
+            s.push_str("const NWX: u32 = 1u;\n");
         }
         s.push_str(COMMON);
+        let coords = self.shader.coords();
+        if coords > 0 {
+            let params: Vec<String> = (0..coords).map(|c| format!("c{c}: u32")).collect();
+            let mut idx = format!("{}i", self.out_base);
+            for (c, st) in self.out_strides.iter().enumerate().take(coords) {
+                if *st != 0 {
+                    idx.push_str(&format!(" + i32(c{c}) * {st}i"));
+                }
+            }
+            s.push_str(&format!("fn out_index({}) -> u32 {{\n    return u32({idx});\n}}\n", params.join(", ")));
+        }
+        s.push_str(&self.epilogue.wgsl("epilogue", coords, self.bindings.len()));
+        if let Some(pre) = &self.pre {
+            s.push_str(&pre.wgsl("pre", self.shader.pre_coords(), self.bindings.len() + self.epilogue.inputs.len()));
+        }
+        if self.shader == Shader::Reduce {
+            let body = if self.pre.is_some() { "pre(x[i], i)" } else { "x[i]" };
+            s.push_str(&format!("fn read(i: u32) -> f32 {{\n    return {body};\n}}\n"));
+        }
         s.push_str(self.shader.file());
         s
     }
+}
+
+/// Contiguous (row-major) strides of `dims`.
+pub fn contiguous(dims: &[usize]) -> Vec<i64> {
+    let mut st = vec![0i64; dims.len()];
+    let mut acc = 1i64;
+    for i in (0..dims.len()).rev() {
+        st[i] = acc;
+        acc *= dims[i] as i64;
+    }
+    st
 }
 
 fn literal(v: ConstV) -> String {
@@ -301,6 +341,11 @@ impl ConvGeometry {
         self.n * self.oc * self.oh * self.ow
     }
 
+    /// The output's NCHW extents.
+    pub fn out_space(&self) -> [usize; 4] {
+        [self.n, self.oc, self.oh, self.ow]
+    }
+
     fn conv_macs(&self) -> usize {
         self.outputs() * (self.c / self.g) * self.kh * self.kw
     }
@@ -316,14 +361,14 @@ fn v(x: usize) -> Binding {
 
 pub fn conv_naive(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry) -> Kernel {
     let k = Kernel::new("conv_naive", Shader::ConvNaive, vec![v(y), v(x), w, b]);
-    g.consts(k).linear(g.outputs(), 64).cost(g.conv_macs(), g.conv_bytes())
+    g.consts(k).linear(g.outputs(), 64).cost(g.conv_macs(), g.conv_bytes()).space(&g.out_space())
 }
 
 pub fn conv_dense(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry) -> Kernel {
     let k = Kernel::new(&format!("conv{}x{}", g.kh, g.kw), Shader::ConvDense, vec![v(y), v(x), w, b]);
     let ocg = g.oc / g.g;
     let work = g.n * g.g * ocg.div_ceil(4) * g.oh * g.ow.div_ceil(4);
-    let mut k = g.consts(k).linear(work, 64).cost(g.conv_macs(), g.conv_bytes());
+    let mut k = g.consts(k).linear(work, 64).cost(g.conv_macs(), g.conv_bytes()).space(&g.out_space());
     k.replace("TOTAL", ConstV::U(work as u32));
     k
 }
@@ -334,7 +379,7 @@ pub fn is_pointwise(g: &ConvGeometry) -> bool {
 }
 
 pub fn conv1x1_gemm(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry) -> Kernel {
-    let mut k = g.consts(Kernel::new("conv1x1", Shader::Conv1x1Gemm, vec![v(y), v(x), w, b])).cost(g.conv_macs(), g.conv_bytes());
+    let mut k = g.consts(Kernel::new("conv1x1", Shader::Conv1x1Gemm, vec![v(y), v(x), w, b])).cost(g.conv_macs(), g.conv_bytes()).space(&g.out_space());
     k.dispatch = [(g.ih * g.iw).div_ceil(64) as u32, g.oc.div_ceil(64) as u32, g.n as u32];
     k
 }
@@ -390,48 +435,125 @@ pub fn depthwise_tiled(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeome
         .c("TW", tw)
         .c("TH", th)
         .c("PXT", pxt)
-        .cost(g.conv_macs(), g.conv_bytes());
+        .cost(g.conv_macs(), g.conv_bytes())
+        .space(&g.out_space());
     k.dispatch = [tiles as u32, planes.min(65535) as u32, planes.div_ceil(65535) as u32];
     k
+}
+
+/// A depthwise convolution `dw` and the pointwise one `pw` reading it, as one `DwPw` kernel
+/// (None when even a one-channel slice of its input tile would not fit `workgroup_bytes`).
+pub fn dw_pw(dw: &Kernel, pw: &Kernel, workgroup_bytes: usize) -> Option<Kernel> {
+    const TPX: usize = 16;
+    const TPY: usize = 4;
+    const TM: usize = 64;
+    let u = |k: &Kernel, n: &str| k.get_u(n);
+    let (kh, kw, sh, sw, dh, dwl) = (u(dw, "KH"), u(dw, "KW"), u(dw, "SH"), u(dw, "SW"), u(dw, "DH"), u(dw, "DW"));
+    let inw = (TPX - 1) * sw + (kw - 1) * dwl + 1;
+    let inh = (TPY - 1) * sh + (kh - 1) * dh + 1;
+    let tk = [16usize, 8, 4, 2, 1].into_iter().find(|&tk| (tk * inw * inh + tk * TPX * TPY + tk * TM) * 4 <= workgroup_bytes)?;
+    let (n, c, ph, pw_w, oc) = (u(dw, "N"), u(dw, "IC"), u(dw, "OH"), u(dw, "OW"), u(pw, "OC"));
+    if u(pw, "IC") != c || u(pw, "IH") != ph || u(pw, "IW") != pw_w {
+        return None;
+    }
+    let bindings = vec![pw.bindings[0], dw.bindings[1], dw.bindings[2], dw.bindings[3], pw.bindings[2], pw.bindings[3]];
+    let mut k = Kernel::new(&format!("{}+{}", dw.describe().split(" #").next().unwrap_or("dw"), pw.label.split(" #").next().unwrap_or("conv1x1")), Shader::DwPw, bindings);
+    for name in ["N", "IC", "IH", "IW", "KH", "KW", "SH", "SW", "DH", "DW", "PT", "PL"] {
+        k = k.c(name, u(dw, name));
+    }
+    k = k.c("PH", ph).c("PW", pw_w).c("OC", oc).c("TK", tk);
+    let tiles = pw_w.div_ceil(TPX) * ph.div_ceil(TPY);
+    k.dispatch = [tiles as u32, oc.div_ceil(TM) as u32, n as u32];
+    k.macs = dw.macs + pw.macs;
+    k.bytes = dw.bytes.saturating_sub(4 * (n * c * ph * pw_w) as u64) + pw.bytes.saturating_sub(4 * (n * c * ph * pw_w) as u64);
+    k.space = pw.space.clone();
+    k.out_base = pw.out_base;
+    k.out_strides = pw.out_strides.clone();
+    k.epilogue = pw.epilogue.clone();
+    k.pre = Some(dw.epilogue.clone());
+    Some(k)
+}
+
+/// The global average of `x` ([n, c, plane of hw]) and two 1 x 1 convolutions on the pooled
+/// vector (`fc1`, with a pure epilogue, then `fc2`) as one `Squeeze` kernel; None when its
+/// vectors would not fit `workgroup_bytes`.
+pub fn squeeze(x: Binding, [n, c, hw]: [usize; 3], fc1: &Kernel, fc2: &Kernel, workgroup_bytes: usize) -> Option<Kernel> {
+    let u = |k: &Kernel, n: &str| k.get_u(n);
+    let (m, oc) = (u(fc1, "OC"), u(fc2, "OC"));
+    if u(fc1, "IC") != c || u(fc2, "IC") != m || (256 + c + m) * 4 > workgroup_bytes || c == 0 || m == 0 {
+        return None;
+    }
+    let bindings = vec![fc2.bindings[0], x, fc1.bindings[2], fc1.bindings[3], fc2.bindings[2], fc2.bindings[3]];
+    let mut k = Kernel::new("squeeze", Shader::Squeeze, bindings).c("N", n).c("C", c).c("HW", hw).c("M", m).c("OC", oc);
+    k.dispatch = [1, 1, n as u32];
+    k.macs = (n * (c * hw + c * m + m * oc)) as u64;
+    k.bytes = 4 * (n * (c * hw + oc) + c * m + m * oc) as u64;
+    k.space = fc2.space.clone();
+    k.out_base = fc2.out_base;
+    k.out_strides = fc2.out_strides.clone();
+    k.epilogue = fc2.epilogue.clone();
+    k.pre = Some(fc1.epilogue.clone());
+    Some(k)
 }
 
 pub fn conv_transpose(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry) -> Kernel {
     let k = Kernel::new(&format!("deconv{}x{}", g.kh, g.kw), Shader::ConvTranspose, vec![v(y), v(x), w, b]);
     let macs = g.n * g.c * g.ih * g.iw * (g.oc / g.g) * g.kh * g.kw;
-    g.consts(k).linear(g.outputs(), 64).cost(macs, g.conv_bytes())
+    g.consts(k).linear(g.outputs(), 64).cost(macs, g.conv_bytes()).space(&g.out_space())
 }
 
 pub fn pool(y: usize, x: usize, g: &ConvGeometry, max: bool, count_pad: bool, pb: usize, pr: usize) -> Kernel {
     let k = Kernel::new(if max { "maxpool" } else { "avgpool" }, Shader::Pool, vec![v(y), v(x)]);
     let mut k = g.consts(k).c("MODE", max as usize).c("COUNT_PAD", count_pad as usize).c("PB", pb).c("PR", pr);
-    k = k.linear(g.outputs(), 64);
+    k = k.linear(g.outputs(), 64).space(&g.out_space());
     k.cost(g.outputs() * g.kh * g.kw, 4 * (g.n * g.c * g.ih * g.iw + g.outputs()))
 }
 
-pub fn unary(y: usize, shape: &[usize], x: usize, act: Act) -> Kernel {
-    let n: usize = shape.iter().product();
-    let mut k = Kernel::new(act.name(), Shader::Unary, vec![v(y), v(x)]).linear(n, 256).cost(0, 8 * n);
-    k.set_act(act);
-    k
+/// An element-wise kernel over `out` (up to 6 axes): `program` with its inputs' strides given
+/// over `out` (use `ewise_input`).
+pub fn ewise(y: usize, out: &[usize], program: Program) -> Result<Kernel> {
+    let n: usize = out.iter().product();
+    let space = pad_to_6(out, 1)?.to_vec();
+    let mut k = Kernel::new("ewise", Shader::Ewise, vec![v(y)]);
+    for (i, name) in ["D0", "D1", "D2", "D3", "D4", "D5"].iter().enumerate() {
+        k = k.c(name, space[i]);
+    }
+    let reads = program.inputs.len().max(1);
+    let mut k = k.linear(n, 256).cost(0, 4 * n * (reads + 1)).space(&space);
+    k.epilogue = program;
+    k.label = k.epilogue.describe();
+    Ok(k)
 }
 
-pub fn binary(y: usize, out: &[usize], a: Binding, sa: &[usize], b: Binding, sb: &[usize], code: u32) -> Result<Kernel> {
-    let n: usize = out.iter().product();
-    let d = pad_to_6(out, 1)?;
-    let sa = pad_to_6(sa, 0)?;
-    let sb = pad_to_6(sb, 0)?;
-    let name = ["add", "sub", "mul", "div", "min", "max", "pow"][code as usize];
-    let mut k = Kernel::new(name, Shader::Binary, vec![v(y), a, b]).c("OP", code as usize);
-    for (i, name) in ["D0", "D1", "D2", "D3", "D4", "D5"].iter().enumerate() {
-        k = k.c(name, d[i]);
+/// An element-wise input: `b` of shape `shape` broadcast to `out`, as 6 strides over `out`.
+pub fn ewise_input(b: Binding, shape: &[usize], out: &[usize]) -> Result<ExtraInput> {
+    if shape.len() > out.len() {
+        bail!("{shape:?} does not broadcast to {out:?}");
     }
-    for (i, name) in ["SA0", "SA1", "SA2", "SA3", "SA4", "SA5"].iter().enumerate() {
-        k = k.c(name, sa[i]);
-    }
-    for (i, name) in ["SB0", "SB1", "SB2", "SB3", "SB4", "SB5"].iter().enumerate() {
-        k = k.c(name, sb[i]);
-    }
-    Ok(k.linear(n, 256).cost(0, 12 * n))
+    let own = contiguous(shape);
+    let off = out.len() - shape.len();
+    let st: Vec<usize> = (0..out.len()).map(|i| if i < off || shape[i - off] == 1 { 0 } else { own[i - off] as usize }).collect();
+    let padded = pad_to_6(&st, 0)?;
+    Ok(ExtraInput { binding: b, strides: padded.iter().map(|&s| s as i64).collect(), base: 0 })
+}
+
+/// `act(x)` over `shape`.
+pub fn unary(y: usize, shape: &[usize], x: usize, act: Act) -> Result<Kernel> {
+    let mut p = Program { inputs: vec![], ops: vec![] };
+    let i = p.input(ewise_input(v(x), shape, shape)?);
+    let a = p.push(EOp::Input(i));
+    p.push(EOp::Unary(act, a));
+    ewise(y, shape, p)
+}
+
+/// `a OP b` with numpy broadcasting to `out`.
+pub fn binary(y: usize, out: &[usize], a: Binding, ash: &[usize], b: Binding, bsh: &[usize], code: u32) -> Result<Kernel> {
+    let mut p = Program { inputs: vec![], ops: vec![] };
+    let ia = p.input(ewise_input(a, ash, out)?);
+    let ib = p.input(ewise_input(b, bsh, out)?);
+    let (ta, tb) = (p.push(EOp::Input(ia)), p.push(EOp::Input(ib)));
+    p.push(EOp::Binary(code, ta, tb));
+    ewise(y, out, p)
 }
 
 /// Copies the view (`shape`, `src_base`, `src` strides) of `x` to (`dst_base`, `dst` strides) in `y`.
@@ -493,7 +615,7 @@ pub fn reduce(y: usize, x: usize, kept: &[usize], red: &[usize], strides: &[usiz
         k = k.c(["KS0", "KS1", "KS2", "KS3", "KS4", "KS5"][i], if kd[i] > 1 { st[i] } else { 0 });
         k = k.c(["RS0", "RS1", "RS2", "RS3", "RS4", "RS5"][i], if rd[i] > 1 { st[i] } else { 0 });
     }
-    Ok(k.linear(n, 64).cost(n * r, 4 * (n * r + n)))
+    Ok(k.linear(n, 64).cost(n * r, 4 * (n * r + n)).space(&kd))
 }
 
 #[allow(clippy::too_many_arguments)]

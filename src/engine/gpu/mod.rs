@@ -6,6 +6,8 @@
 
 pub mod apis;
 pub mod attrs;
+pub mod binding;
+pub mod epilogue;
 pub mod graph;
 pub mod host;
 pub mod kernels;
@@ -200,9 +202,9 @@ impl GpuEngine {
         // Liveness: the last kernel reading each storage; buffers return to a pool after it.
         let mut last_use: Vec<Option<usize>> = vec![None; plan.storages.len()];
         for (i, k) in plan.kernels.iter().enumerate() {
-            for b in &k.bindings {
+            for b in k.all_bindings() {
                 if let Binding::Value(v) = b {
-                    last_use[plan.values[*v].storage] = Some(i);
+                    last_use[plan.values[v].storage] = Some(i);
                 }
             }
         }
@@ -242,9 +244,9 @@ impl GpuEngine {
             // Storages read for the last time here go back to the pool (after the output was
             // taken, so no kernel writes a buffer it reads).
             let mut released = vec![];
-            for b in &k.bindings {
+            for b in k.all_bindings() {
                 if let Binding::Value(v) = b {
-                    let s = plan.values[*v].storage;
+                    let s = plan.values[v].storage;
                     if last_use[s] == Some(i) && !plan.pinned.contains(&s) && !released.contains(&s) {
                         released.push(s);
                     }
@@ -305,8 +307,8 @@ impl GpuEngine {
         let mut bind_groups = vec![];
         for (k, &p) in plan.kernels.iter().zip(&kernel_pipeline) {
             let layout = pipelines[p].get_bind_group_layout(0);
-            let entries: Vec<wgpu::BindGroupEntry> = k
-                .bindings
+            let all = k.all_bindings();
+            let entries: Vec<wgpu::BindGroupEntry> = all
                 .iter()
                 .enumerate()
                 .map(|(i, b)| wgpu::BindGroupEntry {

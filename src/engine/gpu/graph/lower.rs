@@ -117,7 +117,7 @@ impl Planner<'_> {
                     other => Act::named(other).context("unary op")?,
                 };
                 let y = self.new_value(self.shape(x).to_vec());
-                self.push(kernels::unary(y, self.shape(y), x, act));
+                self.push(kernels::unary(y, self.shape(y), x, act)?);
                 y
             }
             "Add" | "Sub" | "Mul" | "Div" | "Min" | "Max" | "Pow" | "Sum" => {
@@ -300,8 +300,7 @@ impl Planner<'_> {
     fn binary(&mut self, a: Binding, ash: Vec<usize>, b: Binding, bsh: Vec<usize>, code: u32) -> Result<usize> {
         let out = host::broadcast_shape(&ash, &bsh)?;
         let y = self.new_value(out.clone());
-        let k = kernels::binary(y, &out, a, &host::broadcast_strides(&ash, &out), b, &host::broadcast_strides(&bsh, &out), code)?;
-        self.push(k);
+        self.push(kernels::binary(y, &out, a, &ash, b, &bsh, code)?);
         Ok(y)
     }
 
