@@ -55,8 +55,14 @@ pub struct BenchRow {
 pub struct GpuFigures {
     pub model: String,
     pub plan: String,
-    /// Milliseconds per shader family, each kernel timed alone (sums exceed a pipelined run).
+    /// Kernels dispatched per frame.
+    pub dispatches: usize,
+    /// How the kernels were timed (`ProfileMethod`).
+    pub timing: String,
+    /// Milliseconds per shader family.
     pub shader_ms: Vec<(String, f64)>,
+    /// The ten slowest kernels (label with fused ops, ms).
+    pub slowest_kernels_ms: Vec<(String, f64)>,
     pub depthwise: Vec<DepthwiseFigures>,
     /// One frame split: upload + kernels + download, then the CPU tail (0 without one).
     pub gpu_part_ms: f64,
@@ -474,7 +480,7 @@ fn gpu_figures(s: &mut ModelSession, frame: &Frame, backend: Backend) -> Result<
     let name = s.spec.name.clone();
     let dtype = s.spec.input.dtype;
     let shape = s.prepare_for(frame.width, frame.height)?.input_shape().to_vec();
-    let mut gpu = match GpuEngine::load_onnx(&bytes, &name, &s.spec, &shape) {
+    let mut gpu = match GpuEngine::load_onnx(&bytes, &name, &s.spec, &shape, s.options()) {
         Ok(g) => g,
         Err(_) if backend == Backend::Auto => return Ok(None),
         Err(e) => return Err(e),
@@ -486,11 +492,14 @@ fn gpu_figures(s: &mut ModelSession, frame: &Frame, backend: Backend) -> Result<
     }
     split.sort();
     let (gpu_part, cpu_tail) = split[split.len() / 2];
-    let fast = gpu.profile(&input)?;
+    let (fast, method) = gpu.profile(&input)?;
     let plan = gpu.summary();
-    let naive_opts = PlanOptions { conv: ConvImpl::Naive, ..Default::default() };
+    let naive_opts = PlanOptions { conv: ConvImpl::Naive, skip_rules: s.options().gpu_skip_rules.clone(), ..Default::default() };
     let mut naive_engine = GpuEngine::load_with(&bytes, &name, dtype, input.shape.as_slice(), &naive_opts)?;
-    let naive = naive_engine.profile(&input)?;
+    let (naive, _) = naive_engine.profile(&input)?;
+    let mut slowest: Vec<(String, f64)> = fast.iter().map(|k| (k.label.clone(), k.seconds * 1e3)).collect();
+    slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    slowest.truncate(10);
     let mut shader_ms: Vec<(String, f64)> = vec![];
     for k in &fast {
         match shader_ms.iter_mut().find(|(n, _)| n == k.shader) {
@@ -516,6 +525,9 @@ fn gpu_figures(s: &mut ModelSession, frame: &Frame, backend: Backend) -> Result<
     Ok(Some(GpuFigures {
         model: name,
         plan,
+        dispatches: gpu.kernel_count(),
+        timing: method.describe().to_string(),
+        slowest_kernels_ms: slowest,
         shader_ms,
         depthwise,
         gpu_part_ms: gpu_part.as_secs_f64() * 1e3,
@@ -528,7 +540,9 @@ fn print_gpu(g: &GpuFigures) {
     println!("  one frame (median of 5): GPU part {:.2} ms (upload, kernels, download), CPU tail {:.2} ms", g.gpu_part_ms, g.cpu_tail_ms);
     let total: f64 = g.shader_ms.iter().map(|(_, ms)| ms).sum();
     let parts: Vec<String> = g.shader_ms.iter().map(|(n, ms)| format!("{n} {ms:.2} ms ({:.0}%)", 100.0 * ms / total.max(1e-9))).collect();
-    println!("  kernels timed one by one: {total:.2} ms: {}", parts.join(", "));
+    println!("  {} dispatches; kernels timed by {}: {total:.2} ms: {}", g.dispatches, g.timing, parts.join(", "));
+    let slow: Vec<String> = g.slowest_kernels_ms.iter().map(|(k, ms)| format!("{k} {ms:.3}")).collect();
+    println!("  slowest kernels (ms): {}", slow.join(", "));
     if !g.depthwise.is_empty() {
         let tiled: f64 = g.depthwise.iter().map(|d| d.tiled_ms).sum();
         let naive: f64 = g.depthwise.iter().map(|d| d.naive_ms).sum();

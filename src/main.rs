@@ -535,7 +535,8 @@ fn run(cli: Cli) -> Result<()> {
         Err(std::env::VarError::NotUnicode(v)) => anyhow::bail!("WGPU_BACKEND={v:?} is not text; valid values: {}", edgesight::engine::gpu::apis::VALID_APIS),
     };
     let max_memory = cli.max_memory.map_or(MemoryLimit::Available, MemoryLimit::Bytes);
-    let engine = EngineOptions { backend: cli.backend.into(), cpu: CpuOptions { threads: cli.threads, kernels: KernelChoice::from_env()? }, gpu, max_memory };
+    let gpu_skip_rules = gpu_skip_rules()?;
+    let engine = EngineOptions { backend: cli.backend.into(), cpu: CpuOptions { threads: cli.threads, kernels: KernelChoice::from_env()? }, gpu, max_memory, gpu_skip_rules };
     // The models folder, found once here (convert needs none); the library reads it from
     // EDGESIGHT_MODELS, which is set to it before any thread starts.
     let models_dir = match &cli.command {
@@ -603,6 +604,21 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `EDGESIGHT_GPU_SKIP_RULES`: GPU fusion rules to leave out (comma-separated names, or "all"),
+/// a developer switch for measuring each rule on a GPU.
+fn gpu_skip_rules() -> Result<Vec<String>> {
+    let Ok(v) = std::env::var("EDGESIGHT_GPU_SKIP_RULES") else { return Ok(vec![]) };
+    let names = edgesight::engine::gpu::graph::fuse::rule_names();
+    let mut out = vec![];
+    for r in v.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        if r != "all" && !names.contains(&r) {
+            anyhow::bail!("EDGESIGHT_GPU_SKIP_RULES: unknown rule '{r}'; rules: {}, all", names.join(", "));
+        }
+        out.push(r.to_string());
+    }
+    Ok(out)
 }
 
 /// Where the models folder may be, from the environment and the executable's path (see

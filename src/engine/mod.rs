@@ -73,6 +73,9 @@ pub struct EngineOptions {
     pub gpu: gpu::GpuApis,
     /// How much memory one plan may take (`--max-memory`; default: what is available).
     pub max_memory: memory::MemoryLimit,
+    /// GPU planner fusion rules left out (`EDGESIGHT_GPU_SKIP_RULES`, a developer switch for
+    /// measuring each rule on a GPU; read by the entry point).
+    pub gpu_skip_rules: Vec<String>,
 }
 
 /// Largest model file read (an edge model is a few MB; this guards against reading a disk image).
@@ -117,7 +120,7 @@ pub fn load(options: &EngineOptions, bytes: &[u8], label: &str, spec: &ModelSpec
             warn_once(&format!("warning: GPU adapter {name} is a CPU emulation; expect it to be much slower than --backend cpu"));
         }
     }
-    match gpu::GpuEngine::load_onnx(bytes, label, spec, input_shape) {
+    match gpu::GpuEngine::load_onnx(bytes, label, spec, input_shape, options) {
         Ok(g) => Ok(Box::new(g)),
         Err(e) if backend == Backend::Auto => {
             warn_once(&format!("--backend auto: {e:#}; running on the CPU"));

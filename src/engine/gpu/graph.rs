@@ -4,7 +4,7 @@
 //! GatherND in MoveNet's decoder) and everything downstream of them form an explicit CPU tail,
 //! a smaller ONNX graph that tract runs on the downloaded boundary tensors.
 
-mod fuse;
+pub mod fuse;
 mod lower;
 mod tail;
 
@@ -38,6 +38,11 @@ pub struct PlanOptions {
     /// barriers, which CPU drivers such as lavapipe emulate slowly: there `conv_dense` was 2x
     /// faster on LitePose-XS).
     pub pointwise_gemm: Option<bool>,
+    /// Fusion rules left out (`graph::fuse::RULES` names; "all" for none at all): for
+    /// measuring each rule's effect on a GPU, never needed otherwise.
+    pub skip_rules: Vec<String>,
+    /// Kernel choice of the CPU tail's plan (the CPU engine's options).
+    pub tail_kernels: crate::engine::cpu_kernels::KernelChoice,
 }
 
 /// A tensor living in a GPU buffer: `storage` is shared by views (Reshape and friends).

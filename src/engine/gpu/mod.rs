@@ -88,9 +88,11 @@ fn open_context(apis: GpuApis) -> Result<GpuContext> {
     })?;
     let info = adapter.get_info();
     let limits = adapter.limits();
+    // Timestamp queries where the adapter has them: per-kernel GPU time in one submission.
+    let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         label: Some("edgesight inference"),
-        required_features: wgpu::Features::empty(),
+        required_features: features,
         // Large activations (BEVANet at 512x1024) need the adapter's full buffer limits.
         required_limits: limits.clone(),
         memory_hints: wgpu::MemoryHints::Performance,
@@ -144,8 +146,25 @@ pub struct GpuEngine {
     pub last_split: (Duration, Duration),
 }
 
-/// Per-kernel GPU time from a profiled run (timestamps are not portable, so each kernel is
-/// submitted and waited for alone; the sum exceeds a normal run's time).
+/// How per-kernel GPU times were taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileMethod {
+    Timestamps,
+    EachAlone,
+}
+
+impl ProfileMethod {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ProfileMethod::Timestamps => "GPU timestamps around each kernel, one submission",
+            ProfileMethod::EachAlone => "each kernel submitted alone (no timestamp queries on this adapter: mostly launch overhead)",
+        }
+    }
+}
+
+/// Per-kernel GPU time from a profiled run: from timestamp queries written around each kernel
+/// within one submission where the adapter offers them (`ProfileMethod::Timestamps`), else from
+/// each kernel submitted and waited for alone (mostly launch overhead; the sum exceeds a run).
 #[derive(Debug, Clone)]
 pub struct KernelTime {
     pub label: String,
@@ -157,8 +176,9 @@ pub struct KernelTime {
 
 impl GpuEngine {
     /// Plans ONNX bytes for `input_shape`; `label` names the model in errors.
-    pub fn load_onnx(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize]) -> Result<GpuEngine> {
-        Self::load_with(bytes, label, spec.input.dtype, input_shape, &PlanOptions::default())
+    pub fn load_onnx(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize], options: &super::EngineOptions) -> Result<GpuEngine> {
+        let opts = PlanOptions { skip_rules: options.gpu_skip_rules.clone(), tail_kernels: options.cpu.kernels.clone(), ..PlanOptions::default() };
+        Self::load_with(bytes, label, spec.input.dtype, input_shape, &opts)
     }
 
     pub fn load_with(bytes: &[u8], label: &str, dtype: DType, input_shape: &[usize], opts: &PlanOptions) -> Result<GpuEngine> {
@@ -183,8 +203,9 @@ impl GpuEngine {
                 for (i, (_, v)) in t.inputs.iter().enumerate() {
                     m = m.with_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), &plan.values[*v].shape))?;
                 }
-                let runnable = m
-                    .into_optimized()
+                // Planned as the CPU engine plans its models: edgesight's kernels swapped in,
+                // on the worker threads `--threads` set.
+                let runnable = crate::engine::tract_cpu::optimize(m, &opts.tail_kernels)
                     .and_then(|m| m.into_runnable())
                     .map_err(|e| anyhow::anyhow!("{label}: cannot plan the CPU part: {e:#}"))?;
                 Some(TailRunner { state: runnable.spawn()?, inputs: t.inputs.clone() })
@@ -445,10 +466,18 @@ impl GpuEngine {
         Ok(out)
     }
 
-    /// Per-kernel timings: each kernel submitted and waited for alone.
-    pub fn profile(&mut self, input: &Tensor) -> Result<Vec<KernelTime>> {
+    /// Whether `profile` can use timestamp queries on this device.
+    pub fn has_timestamps(&self) -> bool {
+        self.ctx.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Per-kernel timings (see `KernelTime`), and how they were taken.
+    pub fn profile(&mut self, input: &Tensor) -> Result<(Vec<KernelTime>, ProfileMethod)> {
         // A full run first: drivers may compile pipelines lazily on their first dispatch.
         self.run(input)?;
+        if self.has_timestamps() {
+            return Ok((self.profile_timestamps()?, ProfileMethod::Timestamps));
+        }
         let mut times = vec![];
         let ctx = self.ctx.clone();
         let _turn = ctx.turn();
@@ -458,10 +487,68 @@ impl GpuEngine {
             let t = Instant::now();
             self.ctx.queue.submit([enc.finish()]);
             self.wait()?;
-            let k = &self.plan.kernels[i];
-            times.push(KernelTime { label: k.label.clone(), shader: k.shader.name(), seconds: t.elapsed().as_secs_f64(), macs: k.macs, bytes: k.bytes });
+            times.push(self.kernel_time(i, t.elapsed().as_secs_f64()));
         }
-        Ok(times)
+        Ok((times, ProfileMethod::EachAlone))
+    }
+
+    fn kernel_time(&self, i: usize, seconds: f64) -> KernelTime {
+        let k = &self.plan.kernels[i];
+        KernelTime { label: k.describe(), shader: k.shader.name(), seconds, macs: k.macs, bytes: k.bytes }
+    }
+
+    /// One submission of every kernel, each in a compute pass of its own with timestamps
+    /// written at its start and end.
+    fn profile_timestamps(&mut self) -> Result<Vec<KernelTime>> {
+        let ctx = self.ctx.clone();
+        let _turn = ctx.turn();
+        let device = &self.ctx.device;
+        let n = self.plan.kernels.len();
+        let queries = (2 * n).min(4096) as u32;
+        let set = device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("kernel times"), ty: wgpu::QueryType::Timestamp, count: queries });
+        let bytes = queries as u64 * 8;
+        let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let read = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps read"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let timed = (queries / 2) as usize;
+        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("profile") });
+        for i in 0..timed {
+            let k = &self.plan.kernels[i];
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&k.label),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &set,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                }),
+            });
+            pass.set_pipeline(&self.pipelines[self.pipeline_of(i)]);
+            pass.set_bind_group(0, &self.bind_groups[i], &[]);
+            pass.dispatch_workgroups(k.dispatch[0], k.dispatch[1], k.dispatch[2]);
+        }
+        enc.resolve_query_set(&set, 0..queries, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, bytes);
+        self.ctx.queue.submit([enc.finish()]);
+        let slice = read.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv().context("timestamp read-back was cancelled")?.map_err(|e| anyhow::anyhow!("timestamp read-back failed: {e}"))?;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&slice.get_mapped_range());
+        read.unmap();
+        let period_ns = self.ctx.queue.get_timestamp_period() as f64;
+        Ok((0..timed).map(|i| self.kernel_time(i, ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period_ns * 1e-9)).collect())
     }
 
     /// Kernels, CPU-tail ops and memory, for `edgesight bench --backend gpu`.
@@ -476,13 +563,15 @@ impl GpuEngine {
             Some(t) => format!("; on the CPU: {} ops ({})", t.ops.len(), dedup(&t.ops).join(", ")),
             None => String::new(),
         };
+        let fused: Vec<String> = self.plan.fusions.iter().filter(|f| f.1 > 0).map(|(n, c)| format!("{n} {c}")).collect();
         format!(
-            "{} kernels, {} pipelines, {:.1} MB of buffers, planned in {:.2} s ({}){tail}",
+            "{} kernels, {} pipelines, {:.1} MB of buffers, planned in {:.2} s ({}; fused: {}){tail}",
             self.plan.kernels.len(),
             self.pipelines.len(),
             self.bytes_allocated as f64 / 1e6,
             self.plan_time.as_secs_f64(),
-            parts.join(", ")
+            parts.join(", "),
+            if fused.is_empty() { "nothing".to_string() } else { fused.join(", ") }
         )
     }
 

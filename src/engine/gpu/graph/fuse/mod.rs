@@ -50,6 +50,11 @@ pub(super) const RULES: [Rule; 9] = [
     Rule { name: "concat", apply: concat::apply },
 ];
 
+/// The rule names, for `PlanOptions::skip_rules` (and "all").
+pub fn rule_names() -> Vec<&'static str> {
+    RULES.iter().map(|r| r.name).collect()
+}
+
 /// Who reads and writes each storage, from the current kernel list.
 pub(super) struct Readers {
     /// storage -> (kernel, value read) for every read binding.
@@ -143,6 +148,9 @@ impl Planner<'_> {
     pub(super) fn fuse(&mut self, pinned: &HashSet<usize>) -> Vec<(&'static str, usize)> {
         let mut counts: Vec<(&'static str, usize)> = RULES.iter().map(|r| (r.name, 0)).collect();
         for (i, rule) in RULES.iter().enumerate() {
+            if self.opts.skip_rules.iter().any(|s| s == rule.name || s == "all") {
+                continue;
+            }
             loop {
                 let readers = Readers::of(self, pinned);
                 if !(rule.apply)(self, &readers) {
