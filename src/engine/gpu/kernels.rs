@@ -21,6 +21,8 @@ pub enum Shader {
     DwPw,
     /// Squeeze-and-excitation: plane means and two small fully connected layers, in one pass.
     Squeeze,
+    /// A reduction of whole contiguous planes, one workgroup (tree reduction) per plane.
+    PlaneReduce,
     ConvTranspose,
     /// A fused element-wise program over up to 6 broadcast axes.
     Ewise,
@@ -40,6 +42,7 @@ impl Shader {
             Shader::DepthwiseTiled => include_str!("../../../shaders/depthwise_tiled.wgsl"),
             Shader::DwPw => include_str!("../../../shaders/dw_pw.wgsl"),
             Shader::Squeeze => include_str!("../../../shaders/squeeze.wgsl"),
+            Shader::PlaneReduce => include_str!("../../../shaders/plane_reduce.wgsl"),
             Shader::ConvTranspose => include_str!("../../../shaders/conv_transpose.wgsl"),
             Shader::Ewise => include_str!("../../../shaders/ewise.wgsl"),
             Shader::StridedCopy => include_str!("../../../shaders/strided_copy.wgsl"),
@@ -56,7 +59,7 @@ impl Shader {
     pub fn coords(self) -> usize {
         match self {
             Shader::ConvNaive | Shader::ConvDense | Shader::Conv1x1Gemm | Shader::DepthwiseTiled | Shader::DwPw | Shader::Squeeze | Shader::ConvTranspose | Shader::Pool => 4,
-            Shader::Ewise | Shader::Reduce => 6,
+            Shader::Ewise | Shader::Reduce | Shader::PlaneReduce => 6,
             Shader::StridedCopy | Shader::Resize | Shader::Matmul => 0,
         }
     }
@@ -64,7 +67,7 @@ impl Shader {
     /// Coordinates the shader passes to `pre`: the linear input index for reductions.
     pub fn pre_coords(self) -> usize {
         match self {
-            Shader::Reduce => 1,
+            Shader::Reduce | Shader::PlaneReduce => 1,
             _ => 0,
         }
     }
@@ -77,6 +80,7 @@ impl Shader {
             Shader::DepthwiseTiled => "depthwise_tiled",
             Shader::DwPw => "dw_pw",
             Shader::Squeeze => "squeeze",
+            Shader::PlaneReduce => "plane_reduce",
             Shader::ConvTranspose => "conv_transpose",
             Shader::Ewise => "ewise",
             Shader::StridedCopy => "strided_copy",
@@ -263,7 +267,7 @@ impl Kernel {
         if let Some(pre) = &self.pre {
             s.push_str(&pre.wgsl("pre", self.shader.pre_coords(), self.bindings.len() + self.epilogue.inputs.len()));
         }
-        if self.shader == Shader::Reduce {
+        if matches!(self.shader, Shader::Reduce | Shader::PlaneReduce) {
             let body = if self.pre.is_some() { "pre(x[i], i)" } else { "x[i]" };
             s.push_str(&format!("fn read(i: u32) -> f32 {{\n    return {body};\n}}\n"));
         }
@@ -597,6 +601,21 @@ pub fn resize(y: usize, x: usize, dims: [usize; 4], out: [usize; 2], scales: [f3
         .c("NEAREST", nearest as usize)
         .linear(n, 256)
         .cost(0, 4 * (outer * ih * iw * inner + n))
+}
+
+/// Reduction of `planes` contiguous planes of `len` values each; `kept` is the input shape with
+/// the reduced (trailing) axes set to 1.
+pub fn plane_reduce(y: usize, x: usize, kept: &[usize], planes: usize, len: usize, code: u32) -> Result<Kernel> {
+    let kd = pad_to_6(kept, 1)?;
+    let name = ["plane_sum", "plane_mean", "plane_max", "plane_min", "plane_sumsq"][code as usize];
+    let mut k = Kernel::new(name, Shader::PlaneReduce, vec![v(y), v(x)]).c("OP", code as usize).c("PLANES", planes).c("LEN", len);
+    for i in 0..6 {
+        k = k.c(["KD0", "KD1", "KD2", "KD3", "KD4", "KD5"][i], kd[i]);
+    }
+    let x_groups = planes.clamp(1, 65535);
+    k.dispatch = [x_groups as u32, planes.div_ceil(x_groups) as u32, 1];
+    k = k.c("NWX", x_groups);
+    Ok(k.cost(planes * len, 4 * (planes * len + planes)).space(&kd))
 }
 
 /// Reduction: `kept` and `red` are the input shape with the reduced (resp. kept) axes set to 1.

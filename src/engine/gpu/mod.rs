@@ -409,9 +409,13 @@ impl GpuEngine {
         match (&input.data, self.input_dtype) {
             (TensorData::F32(v), DType::F32) => self.ctx.queue.write_buffer(buffer, 0, bytemuck::cast_slice(v)),
             // Integer pixels are exact in float32; the graph's Cast to float is a no-op on the GPU.
+            // Converted straight into wgpu's upload staging memory (no intermediate copy).
             (TensorData::I32(v), DType::I32) => {
-                let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-                self.ctx.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&f));
+                let size = wgpu::BufferSize::new((v.len() * 4) as u64).context("empty input")?;
+                let mut view = self.ctx.queue.write_buffer_with(buffer, 0, size).context("cannot stage the input upload")?;
+                for (dst, &x) in view.chunks_exact_mut(4).zip(v) {
+                    dst.copy_from_slice(&(x as f32).to_ne_bytes());
+                }
             }
             _ => bail!("input dtype does not match the model's {}", self.input_dtype.name()),
         }
@@ -617,7 +621,7 @@ impl Engine for GpuEngine {
             enc.copy_buffer_to_buffer(self.buffer_of(d.value), 0, &self.buffers[self.staging], d.offset, (d.len * 4) as u64);
         }
         self.ctx.queue.submit([enc.finish()]);
-        let values = self.download()?;
+        let mut values = self.download()?;
         drop(turn);
         let t1 = Instant::now();
         let tail_out = match &mut self.tail {
@@ -636,7 +640,14 @@ impl Engine for GpuEngine {
         let mut outputs = vec![];
         for (i, o) in self.plan.outputs.iter().enumerate() {
             outputs.push(match o {
-                OutputSource::Gpu(v) => Tensor::f32(self.output_shapes[i].clone(), values.get(v).context("output was not downloaded")?.clone()),
+                // Moved out of the download, not copied again (an output read twice is cloned).
+                OutputSource::Gpu(v) => {
+                    let data = match self.plan.outputs[i + 1..].iter().any(|o| matches!(o, OutputSource::Gpu(w) if w == v)) {
+                        true => values.get(v).context("output was not downloaded")?.clone(),
+                        false => values.remove(v).context("output was not downloaded")?,
+                    };
+                    Tensor::f32(self.output_shapes[i].clone(), data)
+                }
                 OutputSource::Const(t) => Tensor::f32(t.shape.clone(), t.as_f32()),
                 OutputSource::Tail(j) => {
                     let t: &TValue = tail_out.get(*j).context("missing CPU output")?;

@@ -373,6 +373,18 @@ impl Planner<'_> {
 
     fn reduce(&mut self, x: usize, axes: &[usize], keep: bool, code: u32) -> Result<usize> {
         let shape = self.shape(x).to_vec();
+        // Whole trailing planes (global pools, means over H and W): one workgroup per plane.
+        let rank = shape.len();
+        let trailing = !axes.is_empty() && (0..axes.len()).all(|i| axes.contains(&(rank - 1 - i)));
+        let len: usize = axes.iter().map(|&a| shape[a]).product();
+        if trailing && len >= 64 {
+            let kept: Vec<usize> = (0..rank).map(|i| if axes.contains(&i) { 1 } else { shape[i] }).collect();
+            let planes: usize = kept.iter().product();
+            let out: Vec<usize> = if keep { kept.clone() } else { (0..rank).filter(|i| !axes.contains(i)).map(|i| shape[i]).collect() };
+            let y = self.new_value(out);
+            self.push(kernels::plane_reduce(y, x, &kept, planes, len, code)?);
+            return Ok(y);
+        }
         let st = host::strides(&shape);
         let kept: Vec<usize> = (0..shape.len()).map(|i| if axes.contains(&i) { 1 } else { shape[i] }).collect();
         let red: Vec<usize> = (0..shape.len()).map(|i| if axes.contains(&i) { shape[i] } else { 1 }).collect();
@@ -503,6 +515,10 @@ impl Planner<'_> {
         let ow = out_len(iw, pl, pr, kw, sw, dw)?;
         let max = node.op_type == "MaxPool";
         let count_pad = attr_i(node, "count_include_pad").unwrap_or(0) != 0;
+        // A window over each whole plane, unpadded: a plane reduction.
+        if (oh, ow) == (1, 1) && (kh, kw) == (ih, iw) && (dh, dw) == (1, 1) && (pt, pl, pb_, pr) == (0, 0, 0, 0) {
+            return self.reduce(x, &[2, 3], true, if max { 2 } else { 1 });
+        }
         let y = self.new_value(vec![xs[0], xs[1], oh, ow]);
         let geo = kernels::ConvGeometry { n: xs[0], c: xs[1], ih, iw, oc: xs[1], oh, ow, g: 1, kh, kw, sh, sw, dh, dw, pt, pl };
         self.push(kernels::pool(y, x, &geo, max, count_pad, pb_, pr));

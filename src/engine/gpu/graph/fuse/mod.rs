@@ -8,10 +8,10 @@
 //! - `ewise_chain`: an element-wise kernel whose input is made by another element-wise kernel
 //!   that nothing else reads takes that kernel's program in (GELU, LayerNorm's tail, hard swish
 //!   become one kernel each);
-//! - `reduce_prologue`: an element-wise kernel read only by a reduction runs inside it;
 //! - `epilogue`: an element-wise kernel that reads a kernel's output, alone, runs as that
 //!   kernel's epilogue (activations, residual Adds, gating);
 //! - `squeeze`: global average pool + two 1 x 1 convolutions (squeeze-and-excitation) as one;
+//! - `reduce_prologue`: an element-wise kernel read only by a reduction runs inside it;
 //! - `separable`: a depthwise convolution read only by a pointwise one runs with it in one pass;
 //! - `concat`: a kernel whose output is only copied into a concatenation writes there itself.
 //!
@@ -43,9 +43,9 @@ pub(super) const RULES: [Rule; 9] = [
     Rule { name: "plane_affine", apply: plane_affine::apply },
     Rule { name: "view", apply: view::apply },
     Rule { name: "ewise_chain", apply: chain::apply },
-    Rule { name: "reduce_prologue", apply: reduce_prologue::apply },
     Rule { name: "epilogue", apply: epilogue::apply },
     Rule { name: "squeeze", apply: squeeze::apply },
+    Rule { name: "reduce_prologue", apply: reduce_prologue::apply },
     Rule { name: "separable", apply: separable::apply },
     Rule { name: "concat", apply: concat::apply },
 ];

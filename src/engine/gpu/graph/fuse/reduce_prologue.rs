@@ -9,7 +9,7 @@ use crate::engine::gpu::kernels::Shader;
 pub(super) fn apply(p: &mut Planner<'_>, r: &Readers) -> bool {
     for k in 0..p.kernels.len() {
         let red = &p.kernels[k];
-        if red.shader != Shader::Reduce || red.pre.is_some() {
+        if !matches!(red.shader, Shader::Reduce | Shader::PlaneReduce) || red.pre.is_some() {
             continue;
         }
         let Binding::Value(u) = red.bindings[1] else { continue };

@@ -28,6 +28,10 @@ fn global_mean(k: &Kernel) -> Option<[usize; 3]> {
             && u("KW") == u("IW")
             && ["PT", "PL", "PB", "PR"].iter().all(|n| u(n) == 0))
         .then(|| [u("N"), u("IC"), u("IH") * u("IW")]),
+        Shader::PlaneReduce => {
+            let kd: Vec<usize> = ["KD0", "KD1", "KD2", "KD3", "KD4", "KD5"].iter().map(|n| u(n)).collect();
+            (u("OP") == 1 && kd[0] == 1 && kd[1] == 1 && kd[4] == 1 && kd[5] == 1).then(|| [kd[2], kd[3], u("LEN")])
+        }
         Shader::Reduce => {
             let kd: Vec<usize> = ["KD0", "KD1", "KD2", "KD3", "KD4", "KD5"].iter().map(|n| u(n)).collect();
             let rd: Vec<usize> = ["RD0", "RD1", "RD2", "RD3", "RD4", "RD5"].iter().map(|n| u(n)).collect();
