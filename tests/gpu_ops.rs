@@ -499,3 +499,23 @@ fn fused_blocks_match_tract() {
         assert_eq!(e.kernel_count(), kernels, "{label}: {}", e.summary());
     }
 }
+
+/// Depthwise convolutions whose shader (tiled or naive) is chosen by timing both on this GPU
+/// when the engine is built: whichever wins, the results match tract.
+#[test]
+fn depthwise_chosen_by_timing_matches_tract() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(91);
+    for (xs, k, d) in [([1usize, 6, 30, 40], [7, 7], [1, 1]), ([1, 5, 17, 23], [1, 11], [1, 3]), ([1, 4, 9, 9], [3, 3], [2, 2])] {
+        let p = [(k[0] - 1) / 2 * d[0], (k[1] - 1) / 2 * d[1], (k[0] - 1) / 2 * d[0], (k[1] - 1) / 2 * d[1]];
+        let onnx = conv_graph(&xs, xs[1], k, 1, d, p, xs[1], true, &mut r);
+        let x = input(&mut r, &xs);
+        let opts = PlanOptions { time_depthwise: Some(true), ..Default::default() };
+        check_with(&format!("timed depthwise {k:?} d{d:?}"), &onnx, &x, opts.clone());
+        let e = GpuEngine::load_with(&onnx, "timed", DType::F32, &xs, &opts).unwrap();
+        eprintln!("timed depthwise {k:?}: {}", e.summary());
+        assert_eq!(e.kernel_count(), 1);
+    }
+}

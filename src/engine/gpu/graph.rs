@@ -43,6 +43,10 @@ pub struct PlanOptions {
     pub skip_rules: Vec<String>,
     /// Kernel choice of the CPU tail's plan (the CPU engine's options).
     pub tail_kernels: crate::engine::cpu_kernels::KernelChoice,
+    /// Time each depthwise convolution's tiled and naive shaders when the engine is built and
+    /// keep the faster (the tiled one lost to the naive one on an H100 for most 7x7 layers).
+    /// None: on real GPUs, not on CPU emulations (there the tiled one is known to win).
+    pub time_depthwise: Option<bool>,
 }
 
 /// A tensor living in a GPU buffer: `storage` is shared by views (Reshape and friends).

@@ -363,6 +363,40 @@ fn v(x: usize) -> Binding {
     Binding::Value(x)
 }
 
+/// The naive shader doing what depthwise kernel `k` does (same bindings, epilogue and output
+/// layout): the alternative the engine times against the tiled one.
+pub fn naive_variant(k: &Kernel) -> Option<Kernel> {
+    if k.shader != Shader::DepthwiseTiled {
+        return None;
+    }
+    let u = |n: &str| k.get_u(n);
+    let g = ConvGeometry {
+        n: u("N"),
+        c: u("IC"),
+        ih: u("IH"),
+        iw: u("IW"),
+        oc: u("OC"),
+        oh: u("OH"),
+        ow: u("OW"),
+        g: u("G"),
+        kh: u("KH"),
+        kw: u("KW"),
+        sh: u("SH"),
+        sw: u("SW"),
+        dh: u("DH"),
+        dw: u("DW"),
+        pt: u("PT"),
+        pl: u("PL"),
+    };
+    let (Binding::Value(y), Binding::Value(x)) = (k.bindings[0], k.bindings[1]) else { return None };
+    let mut n = conv_naive(y, x, k.bindings[2], k.bindings[3], &g);
+    n.label = format!("{} (naive)", k.label);
+    n.epilogue = k.epilogue.clone();
+    n.out_base = k.out_base;
+    n.out_strides = k.out_strides.clone();
+    Some(n)
+}
+
 pub fn conv_naive(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry) -> Kernel {
     let k = Kernel::new("conv_naive", Shader::ConvNaive, vec![v(y), v(x), w, b]);
     g.consts(k).linear(g.outputs(), 64).cost(g.conv_macs(), g.conv_bytes()).space(&g.out_space())

@@ -135,6 +135,8 @@ pub struct GpuEngine {
     bind_groups: Vec<wgpu::BindGroup>,
     /// Index in `buffers` of the mapped-for-reading staging buffer all downloads share.
     staging: usize,
+    /// Index in `buffers` of the first parameter buffer (parameters follow in plan order).
+    param_base: usize,
     downloads: Vec<Download>,
     tail: Option<TailRunner>,
     input_shape: Vec<usize>,
@@ -211,7 +213,11 @@ impl GpuEngine {
                 Some(TailRunner { state: runnable.spawn()?, inputs: t.inputs.clone() })
             }
         };
+        let emulated = is_cpu_emulation(&ctx.adapter);
         let mut engine = Self::build(ctx, plan, tail, dtype, input_shape)?;
+        if opts.time_depthwise.unwrap_or(!emulated) {
+            engine.choose_depthwise_variants()?;
+        }
         engine.plan_time = t0.elapsed();
         Ok(engine)
     }
@@ -373,6 +379,7 @@ impl GpuEngine {
             }
         }
         let mut all_buffers = buffers;
+        let param_base = all_buffers.len();
         all_buffers.extend(params);
         all_buffers.push(staging);
         let staging = all_buffers.len() - 1;
@@ -386,6 +393,7 @@ impl GpuEngine {
             kernel_pipeline,
             bind_groups,
             staging,
+            param_base,
             downloads,
             tail,
             input_shape: input_shape.to_vec(),
@@ -468,6 +476,120 @@ impl GpuEngine {
         }
         staging.unmap();
         Ok(out)
+    }
+
+    /// For each depthwise convolution: its tiled shader against the naive one, both run on this
+    /// engine's buffers; the faster stays. The choice is kept per adapter and kernel for the
+    /// process, so a model planned again (another size, another session) is not timed again.
+    fn choose_depthwise_variants(&mut self) -> Result<()> {
+        static CHOSEN: std::sync::Mutex<Option<HashMap<(String, String), bool>>> = std::sync::Mutex::new(None);
+        for i in 0..self.plan.kernels.len() {
+            let Some(naive) = kernels::naive_variant(&self.plan.kernels[i]) else { continue };
+            let key = (self.ctx.adapter.name.clone(), self.plan.kernels[i].source());
+            let known = CHOSEN.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(&key).copied()));
+            let (pipeline, bind_group) = self.compile(&naive)?;
+            let use_naive = match known {
+                Some(v) => v,
+                None => {
+                    let tiled = self.time_kernel(&self.pipelines[self.pipeline_of(i)], &self.bind_groups[i], self.plan.kernels[i].dispatch)?;
+                    let plain = self.time_kernel(&pipeline, &bind_group, naive.dispatch)?;
+                    let faster = plain < tiled;
+                    if let Ok(mut m) = CHOSEN.lock() {
+                        m.get_or_insert_with(HashMap::new).insert(key, faster);
+                    }
+                    faster
+                }
+            };
+            if use_naive {
+                self.pipelines.push(pipeline);
+                self.kernel_pipeline[i] = self.pipelines.len() - 1;
+                self.bind_groups[i] = bind_group;
+                self.plan.kernels[i] = naive;
+            }
+        }
+        Ok(())
+    }
+
+    /// A kernel's pipeline and bind group on this engine's buffers.
+    fn compile(&self, k: &kernels::Kernel) -> Result<(wgpu::ComputePipeline, wgpu::BindGroup)> {
+        let device = &self.ctx.device;
+        device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(k.shader.name()), source: wgpu::ShaderSource::Wgsl(k.source().into()) });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(k.shader.name()),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(err) = pollster::block_on(device.pop_error_scope()) {
+            bail!("a GPU shader failed to compile: {err}");
+        }
+        let layout = pipeline.get_bind_group_layout(0);
+        let all = k.all_bindings();
+        let entries: Vec<wgpu::BindGroupEntry> = all
+            .iter()
+            .enumerate()
+            .map(|(j, b)| wgpu::BindGroupEntry {
+                binding: j as u32,
+                resource: match b {
+                    Binding::Value(v) => self.buffer_of(*v).as_entire_binding(),
+                    Binding::Param(p) => self.buffers[self.param_base + *p].as_entire_binding(),
+                },
+            })
+            .collect();
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&k.label), layout: &layout, entries: &entries });
+        Ok((pipeline, bind_group))
+    }
+
+    /// Seconds of one run of a kernel: the fastest of a few, by timestamps where the device has
+    /// them, else by the wall clock around each submission.
+    fn time_kernel(&self, pipeline: &wgpu::ComputePipeline, bind_group: &wgpu::BindGroup, dispatch: [u32; 3]) -> Result<f64> {
+        const RUNS: u32 = 5;
+        let ctx = self.ctx.clone();
+        let _turn = ctx.turn();
+        let device = &self.ctx.device;
+        let record = |enc: &mut wgpu::CommandEncoder, writes: Option<wgpu::ComputePassTimestampWrites>| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("variant"), timestamp_writes: writes });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(dispatch[0], dispatch[1], dispatch[2]);
+        };
+        if !self.has_timestamps() {
+            let mut best = f64::INFINITY;
+            for _ in 0..RUNS {
+                let mut enc = device.create_command_encoder(&Default::default());
+                record(&mut enc, None);
+                let t = Instant::now();
+                self.ctx.queue.submit([enc.finish()]);
+                self.wait()?;
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            return Ok(best);
+        }
+        let set = device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("variant"), ty: wgpu::QueryType::Timestamp, count: 2 * RUNS });
+        let mut enc = device.create_command_encoder(&Default::default());
+        for r in 0..RUNS {
+            let writes = wgpu::ComputePassTimestampWrites { query_set: &set, beginning_of_pass_write_index: Some(2 * r), end_of_pass_write_index: Some(2 * r + 1) };
+            record(&mut enc, Some(writes));
+        }
+        let bytes = 16 * RUNS as u64;
+        let resolve = device.create_buffer(&wgpu::BufferDescriptor { label: None, size: bytes, usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
+        let read = device.create_buffer(&wgpu::BufferDescriptor { label: None, size: bytes, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+        enc.resolve_query_set(&set, 0..2 * RUNS, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, bytes);
+        self.ctx.queue.submit([enc.finish()]);
+        let slice = read.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv().context("timestamp read-back was cancelled")?.map_err(|e| anyhow::anyhow!("timestamp read-back failed: {e}"))?;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&slice.get_mapped_range());
+        let period = self.ctx.queue.get_timestamp_period() as f64 * 1e-9;
+        Ok((0..RUNS as usize).map(|r| ticks[2 * r + 1].saturating_sub(ticks[2 * r]) as f64 * period).fold(f64::INFINITY, f64::min))
     }
 
     /// Whether `profile` can use timestamp queries on this device.
