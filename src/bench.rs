@@ -198,7 +198,9 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
             None => {
                 let out_dir = job.out_dir.join(cfg.join("+"));
                 let vjob = VideoJob {
-                    input: job.clip.clone(),
+                    input: crate::video_source::Source::File(job.clip.clone()),
+                    feed: Default::default(),
+                    max_frames: None,
                     out_dir,
                     write_masks: false,
                     style: Style::default(),

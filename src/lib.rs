@@ -21,6 +21,7 @@ pub mod detections;
 pub mod engine;
 pub mod ffmpeg;
 pub mod frame;
+pub mod frame_feed;
 pub mod glyphs;
 pub mod images;
 pub mod interrupt;

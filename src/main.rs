@@ -15,7 +15,8 @@ use edgesight::topdown::TopDownParams;
 use edgesight::track::{MaskSmoothing, OneEuroParams, TrackOptions, TrackerParams};
 use edgesight::engine::gpu::GpuApis;
 use edgesight::interrupt::{self, Stop};
-use edgesight::{bench, convert, data_dirs, images, live, pipeline};
+use edgesight::video_source::Source;
+use edgesight::{bench, convert, data_dirs, frame_feed, images, live, pipeline};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -62,10 +63,17 @@ impl From<BackendArg> for Backend {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run pose and segmentation on every frame of a video file.
+    /// Run pose and segmentation on a video file, a stream, standard input or a camera.
     Video {
-        /// Any video ffmpeg can read.
-        input: PathBuf,
+        /// A video file, a stream URL ffmpeg opens (rtsp://, rtmp://, http(s)://, udp://,
+        /// tcp://, srt://...), or - for a stream on standard input.
+        #[arg(required_unless_present = "camera", conflicts_with = "camera")]
+        input: Option<PathBuf>,
+        /// Read V4L2 camera N (/dev/videoN) instead of INPUT.
+        #[arg(long, value_name = "N")]
+        camera: Option<u32>,
+        #[command(flatten)]
+        feed: FeedArgs,
         /// Output folder: annotated.mp4, frames.jsonl, report.json (created if missing).
         #[arg(long)]
         out: PathBuf,
@@ -213,6 +221,59 @@ enum SmoothArg {
     OneEuro,
     /// Raw joints and masks (tracking stays on).
     None,
+}
+
+/// `--keep-up` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KeepUpArg {
+    /// On for stream URLs and cameras, off for files and standard input.
+    Auto,
+    /// The newest frame wins: frames the models cannot keep up with are dropped (and counted).
+    On,
+    /// Every frame is processed; the input waits.
+    Off,
+}
+
+/// How a video's frames are read (live sources: keeping up, reconnecting).
+#[derive(Args, Clone, Debug)]
+struct FeedArgs {
+    /// Keep up with the source in real time by dropping frames the models cannot keep up with.
+    #[arg(long, value_enum, default_value_t = KeepUpArg::Auto)]
+    keep_up: KeepUpArg,
+    /// Seconds to wait for a stream's or camera's first frame.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Seconds to keep trying to reconnect a stream that dropped before giving it up as lost
+    /// (exit status 1, outputs kept); 0: a stream's end is the end of the job.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    reconnect_timeout: f64,
+    /// Stop after this many frames have been processed (a stream never ends by itself).
+    #[arg(long, value_name = "N")]
+    max_frames: Option<u64>,
+}
+
+impl FeedArgs {
+    fn options(&self) -> Result<frame_feed::FeedOptions> {
+        let secs = |name: &str, v: f64| -> Result<std::time::Duration> {
+            if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
+                anyhow::bail!("{name} must be between 0 and 86400 seconds, got {v}");
+            }
+            Ok(std::time::Duration::from_secs_f64(v))
+        };
+        let connect_timeout = secs("--connect-timeout", self.connect_timeout)?;
+        if connect_timeout.is_zero() {
+            anyhow::bail!("--connect-timeout must be more than 0 seconds");
+        }
+        Ok(frame_feed::FeedOptions {
+            keep_up: match self.keep_up {
+                KeepUpArg::Auto => frame_feed::KeepUp::Auto,
+                KeepUpArg::On => frame_feed::KeepUp::On,
+                KeepUpArg::Off => frame_feed::KeepUp::Off,
+            },
+            connect_timeout,
+            reconnect_timeout: secs("--reconnect-timeout", self.reconnect_timeout)?,
+        })
+    }
 }
 
 /// People over time (video and live; still images are never tracked).
@@ -568,10 +629,26 @@ fn run(cli: Cli) -> Result<()> {
             anyhow::bail!("this edgesight was built without the `desktop` feature: live mode (camera, window) is not available");
         }
         Command::Models => list_models(),
-        Command::Video { input, out, masks, quiet, csv, models, track } => {
+        Command::Video { input, camera, feed, out, masks, quiet, csv, models, track } => {
+            let source = match (camera, input) {
+                (Some(n), _) => Source::Camera(n),
+                (None, Some(p)) => Source::from_arg(&p),
+                (None, None) => anyhow::bail!("give a video file, a stream URL, - (standard input) or --camera N"),
+            };
             let track = track.options(models.keypoint_threshold)?;
             let mut analyzer = models.analyzer(&engine)?;
-            let job = pipeline::VideoJob { input, out_dir: out, write_masks: masks, style: models.style(), progress: !quiet, track, csv, stop: Stop::on_signals() };
+            let job = pipeline::VideoJob {
+                input: source,
+                feed: feed.options()?,
+                max_frames: feed.max_frames,
+                out_dir: out,
+                write_masks: masks,
+                style: models.style(),
+                progress: !quiet,
+                track,
+                csv,
+                stop: Stop::on_signals(),
+            };
             let report = pipeline::run(&job, &mut analyzer)?.into_result()?;
             eprintln!(
                 "{} frames in {:.1} s ({:.2} fps); outputs in {}",

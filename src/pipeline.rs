@@ -1,7 +1,11 @@
-//! Headless video: every frame of a file through decode -> preprocess -> inference -> decode
-//! -> render -> encode, on three threads joined by bounded channels (back-pressure, never drops):
+//! Headless video: frames of a file or a live source through decode -> preprocess -> inference
+//! -> decode -> render -> encode, on three threads:
 //!
-//!   reader thread (ffmpeg decode)  ->  this thread (models)  ->  sink thread (track, render, encode, jsonl)
+//!   reader thread (ffmpeg decode, `frame_feed`)  ->  this thread (models)  ->  sink thread (track, render, encode, jsonl)
+//!
+//! A file gives every frame (bounded channels: back-pressure, never drops); a live source
+//! keeps up with real time (latest frame wins, the rest counted as dropped) and is reconnected
+//! when it drops (see `frame_feed`).
 //!
 //! Whatever happens (a damaged input, a failed output, a full disk, Ctrl-C), the sink is closed
 //! properly, so frames processed before the end are kept in annotated.mp4 and frames.jsonl
@@ -19,7 +23,8 @@ use crate::render::{self, Overlay, Style};
 use crate::skeleton::Schema;
 use crate::stats::{StageLog, Summary};
 use crate::track::{Temporal, TrackOptions, TrackSummary};
-use crate::video_source::{self, DecodeEnd, VideoInfo, VideoReader};
+use crate::frame_feed::{self, FeedControl, FeedEnd, FeedOptions, Reconnection};
+use crate::video_source::{self, Source, VideoInfo, VideoReader};
 use crate::video_writer::VideoWriter;
 use anyhow::{anyhow, bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -28,13 +33,17 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Frames in flight between two stages.
 const QUEUE: usize = 3;
 
 pub struct VideoJob {
-    pub input: PathBuf,
+    pub input: Source,
+    /// Keeping up with a live source, reconnecting it.
+    pub feed: FeedOptions,
+    /// Stop after this many frames are processed.
+    pub max_frames: Option<u64>,
     pub out_dir: PathBuf,
     pub write_masks: bool,
     pub style: Style,
@@ -63,6 +72,8 @@ pub enum Ended {
     OutputFailed,
     /// A model failed on a frame.
     InferenceFailed,
+    /// A live stream dropped and did not come back within the reconnect timeout.
+    InputLost,
 }
 
 /// The run was stopped by a signal; outputs up to then are whole. The command line exits with
@@ -87,6 +98,21 @@ pub struct Report {
     pub ended: Ended,
     pub input: VideoInfo,
     pub frames: u64,
+    /// Frames read from the input: more than `frames` when frames were dropped to keep up.
+    pub frames_read: u64,
+    /// Frames dropped because the models were still busy with an earlier one (live sources).
+    pub dropped_frames: u64,
+    /// Whether frames could be dropped to keep up with the source (`--keep-up`).
+    pub keep_up: bool,
+    /// A stream that dropped and came back, each time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reconnections: Vec<Reconnection>,
+    /// Why a stream was given up for lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_lost: Option<String>,
+    /// `--max-frames`, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_limit: Option<u64>,
     pub input_ended_early: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_message: Option<String>,
@@ -144,6 +170,14 @@ impl Outcome {
             }
             .into());
         }
+        if let Some(lost) = &r.input_lost {
+            return Err(anyhow!(
+                "input {} was lost after {} frames: {lost} (outputs for those frames kept; see {})",
+                r.input.path.display(),
+                r.frames,
+                self.report_path.display()
+            ));
+        }
         if let Some(e) = &r.error {
             return Err(anyhow!("{e} (after {} frames; outputs kept in {})", r.frames, self.report_path.display()));
         }
@@ -171,6 +205,8 @@ pub fn prepare_out_dir(dir: &Path) -> Result<()> {
 struct Analysed {
     frame: Frame,
     analysis: crate::analyzer::Analysis,
+    /// When the reader had the frame (capture -> output latency).
+    arrived: Instant,
 }
 
 struct SinkResult {
@@ -197,13 +233,14 @@ fn check_paths(job: &VideoJob, video: &Path, jsonl: &Path, report: &Path, masks:
     if let Some(csv) = &job.csv {
         outputs.push(Named { role: "--csv", path: csv });
     }
-    output_paths::check(&[Named { role: "input video", path: &job.input }], &outputs)?;
+    let Source::File(input_path) = &job.input else { return output_paths::check(&[], &outputs) };
+    output_paths::check(&[Named { role: "input video", path: input_path }], &outputs)?;
     // The masks folder's files are removed and rewritten: the input must not be one of them.
-    let input = output_paths::resolve(&job.input);
+    let input = output_paths::resolve(input_path);
     if input.parent() == Some(output_paths::resolve(masks).as_path())
         && input.file_name().and_then(|n| n.to_str()).is_some_and(output_paths::is_mask_file)
     {
-        bail!("the input video {} is in the masks folder this run rewrites; choose another --out", job.input.display());
+        bail!("the input video {} is in the masks folder this run rewrites; choose another --out", input_path.display());
     }
     Ok(())
 }
@@ -214,7 +251,22 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
     if job.csv.is_some() && schema.is_none() {
         anyhow::bail!("--csv writes pose results, but pose is off (--pose none)");
     }
-    let info = video_source::probe(&job.input)?;
+    if job.max_frames == Some(0) {
+        bail!("--max-frames must be at least 1");
+    }
+    // A live source is connected before any output is made: one that cannot be opened leaves
+    // nothing behind. A file is opened once its outputs are ready.
+    let mut live_reader = None;
+    let info = match &job.input {
+        Source::File(path) => video_source::probe(path)?,
+        live => {
+            let stop = &job.stop;
+            let r = VideoReader::connect(live, job.feed.connect_timeout, &|| stop.requested().is_some())?;
+            let info = r.info().clone();
+            live_reader = Some(r);
+            info
+        }
+    };
     let video_path = job.out_dir.join("annotated.mp4");
     let jsonl_path = job.out_dir.join("frames.jsonl");
     let masks_dir = job.out_dir.join("masks");
@@ -227,7 +279,10 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
     output_paths::remove_stale_masks(&masks_dir)?;
     let running = serde_json::json!({ "edgesight_version": env!("CARGO_PKG_VERSION"), "ended": Ended::Running, "input": &info });
     let report_file = ReservedFile::reserve(&report_path, &serde_json::to_vec_pretty(&running)?, REPORT_ROOM)?;
-    let mut reader = VideoReader::open(&info)?;
+    let reader = match live_reader {
+        Some(r) => r,
+        None => VideoReader::open(&info)?,
+    };
     let mut writer = VideoWriter::create(&video_path, info.width, info.height)?;
     let jsonl = LineFile::create(&jsonl_path)?;
     if job.write_masks && analyzer.seg.is_some() {
@@ -242,56 +297,42 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
     let temporal = Temporal::new(&job.track, person_threshold, schema);
     analyzer.thresholds.person = job.track.decode_threshold(person_threshold);
 
-    let bar = progress_bar(job.progress, info.declared_frames);
+    let bar = progress_bar(job.progress, info.declared_frames.map(|n| job.max_frames.map_or(n, |m| m.min(n))));
     let started = Instant::now();
-    let (frame_tx, frame_rx) = sync_channel::<(Frame, Duration)>(QUEUE);
+    let keep_up = job.feed.keep_up.applies_to(&job.input);
+    let (frame_tx, frame_rx) = frame_feed::channel(keep_up, QUEUE);
+    let control = FeedControl::default();
     let (done_tx, done_rx) = sync_channel::<Analysed>(QUEUE);
     let style = job.style;
     let sinks = Sinks { jsonl, csv, masks_dir: (job.write_masks && analyzer.seg.is_some()).then_some(masks_dir.clone()) };
 
     let (end, sink, infer_log, infer_error) = std::thread::scope(|scope| {
-        let stop = &job.stop;
-        let reader_thread = scope.spawn(move || {
-            loop {
-                if stop.requested().is_some() {
-                    reader.stop();
-                    break;
-                }
-                let t = Instant::now();
-                match reader.next_frame() {
-                    Ok(Some(f)) => {
-                        if frame_tx.send((f, t.elapsed())).is_err() {
-                            // Downstream stopped (an output failed): the input is not at fault.
-                            reader.stop();
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let mut end = reader.finish();
-                        end.ended_early = true;
-                        end.message = Some(format!("{e:#}"));
-                        return end;
-                    }
-                }
-            }
-            reader.finish()
-        });
+        let (stop, control, source, feed) = (&job.stop, &control, &job.input, &job.feed);
+        let reader_thread = scope.spawn(move || frame_feed::run(reader, source, feed, frame_tx, control, stop));
         let sink_thread =
             scope.spawn(move || sink_loop(done_rx, &mut writer, sinks, temporal, schema, style));
 
         let mut log = StageLog::default();
         let mut error = None;
-        for (frame, decode_time) in frame_rx.iter() {
-            log.record("decode", decode_time);
+        let mut processed = 0;
+        while let Some(fed) = frame_rx.next() {
+            // A live source's read time is mostly waiting for the camera: not decoding.
+            if !keep_up {
+                log.record("decode", fed.read_time);
+            }
+            let frame = fed.frame;
             let mut times = AnalysisTimes::default();
             match analyzer.analyze(&frame, &mut times) {
                 Ok(analysis) => {
                     record_times(&mut log, &times);
-                    if done_tx.send(Analysed { frame, analysis }).is_err() {
+                    if done_tx.send(Analysed { frame, analysis, arrived: fed.arrived }).is_err() {
                         break; // the sink failed; its error is reported below
                     }
                     bar.inc(1);
+                    processed += 1;
+                    if job.max_frames.is_some_and(|m| processed >= m) {
+                        break;
+                    }
                 }
                 Err(e) => {
                     error = Some(e.context(format!("frame {}", frame.index)));
@@ -299,12 +340,15 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
                 }
             }
         }
+        // The reader stops too (enough frames, or nothing more can be done with them).
+        control.finish();
         drop(frame_rx);
         drop(done_tx);
-        let end = reader_thread.join().unwrap_or_else(|_| DecodeEnd {
-            ended_early: true,
-            message: Some("the reader thread failed".into()),
-            ..DecodeEnd::default()
+        let end = reader_thread.join().unwrap_or_else(|_| {
+            let mut end = FeedEnd::default();
+            end.decode.ended_early = true;
+            end.decode.message = Some("the reader thread failed".into());
+            end
         });
         let sink = sink_thread.join().unwrap_or_else(|_| SinkResult {
             frames: 0,
@@ -320,14 +364,16 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
 
     let mut log = infer_log;
     log.merge(sink.log);
-    let signal = job.stop.requested().filter(|_| end.stopped);
+    let signal = job.stop.requested().filter(|_| end.decode.stopped);
     let ended = if signal.is_some() {
         Ended::Interrupted
     } else if sink.error.is_some() {
         Ended::OutputFailed
     } else if infer_error.is_some() {
         Ended::InferenceFailed
-    } else if end.ended_early {
+    } else if end.lost.is_some() {
+        Ended::InputLost
+    } else if end.decode.ended_early {
         Ended::InputEndedEarly
     } else {
         Ended::Complete
@@ -352,10 +398,16 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
         ended,
         input: info,
         frames,
-        input_ended_early: end.ended_early,
-        input_message: end.message,
-        input_warnings: end.warnings,
-        input_warning_count: end.warning_count,
+        frames_read: end.frames_read,
+        dropped_frames: end.dropped,
+        keep_up,
+        reconnections: end.reconnections,
+        input_lost: end.lost,
+        frame_limit: job.max_frames,
+        input_ended_early: end.decode.ended_early,
+        input_message: end.decode.message,
+        input_warnings: end.decode.warnings,
+        input_warning_count: end.decode.warning_count,
         interrupted_by: signal.map(signal_name),
         error,
         wall_time_s: wall,
@@ -425,7 +477,7 @@ fn sink_loop(
     let mut log = StageLog::default();
     let mut frames = 0;
     let mut error = None;
-    for Analysed { mut frame, mut analysis } in rx.iter() {
+    for Analysed { mut frame, mut analysis, arrived } in rx.iter() {
         let t0 = Instant::now();
         temporal.apply(&mut analysis, frame.timestamp_s);
         let t1 = Instant::now();
@@ -437,6 +489,7 @@ fn sink_loop(
         log.record("track", t1 - t0);
         log.record("render", t2 - t1);
         log.record("encode", t2.elapsed());
+        log.record("latency", arrived.elapsed());
         if let Err(e) = step {
             error = Some(e);
             break;

@@ -6,8 +6,11 @@
 //! it on stderr), so variable-frame-rate files keep their timing. Only messages at ffmpeg's
 //! error level count as damage; warnings are reported, never turned into a failed run.
 
-use crate::ffmpeg::log::{LogReader, LogSummary};
+use crate::ffmpeg::log::{FrameMeta, LogReader, LogSummary};
 use crate::ffmpeg::{file_arg, first_line, looks_like_stream, spawn_error, tool};
+use std::ffi::OsString;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 use crate::frame::{check_dims, Frame};
 use anyhow::{bail, Context, Result};
 use serde::{Serialize, Serializer};
@@ -22,10 +25,97 @@ pub fn serialize_path<S: Serializer>(p: &Path, s: S) -> std::result::Result<S::O
     s.serialize_str(&p.to_string_lossy())
 }
 
+/// Where frames come from: a file, or a live source read as it comes (a stream URL, standard
+/// input, a camera).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    /// Anything ffmpeg opens by URL: rtsp, rtmp, http(s), udp, tcp, srt...
+    Url(String),
+    Stdin,
+    /// A V4L2 camera (/dev/videoN).
+    Camera(u32),
+}
+
+impl Source {
+    /// `-` is standard input, `scheme://...` a stream, anything else a file.
+    pub fn from_arg(arg: &Path) -> Source {
+        if arg.as_os_str() == "-" {
+            Source::Stdin
+        } else if looks_like_stream(arg.as_os_str()) {
+            Source::Url(arg.to_string_lossy().into_owned())
+        } else {
+            Source::File(arg.to_path_buf())
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        !matches!(self, Source::File(_))
+    }
+
+    /// "file", "stream", "stdin" or "camera" (report.json's `input.source`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::File(_) => "file",
+            Source::Url(_) => "stream",
+            Source::Stdin => "stdin",
+            Source::Camera(_) => "camera",
+        }
+    }
+
+    /// For messages and report.json.
+    pub fn name(&self) -> PathBuf {
+        match self {
+            Source::File(p) => p.clone(),
+            Source::Url(u) => PathBuf::from(u),
+            Source::Stdin => PathBuf::from("-"),
+            Source::Camera(i) => PathBuf::from(format!("/dev/video{i}")),
+        }
+    }
+
+    /// For messages: "standard input" rather than "-".
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Stdin => "standard input (-)".into(),
+            other => other.name().display().to_string(),
+        }
+    }
+
+    /// A stream that ends may come back: reconnect to it.
+    pub fn reconnectable(&self) -> bool {
+        matches!(self, Source::Url(_))
+    }
+
+    /// ffmpeg's input arguments (after its global options).
+    fn input_args(&self) -> Vec<OsString> {
+        match self {
+            Source::File(p) => vec!["-i".into(), file_arg(p)],
+            Source::Url(u) => {
+                let mut a: Vec<OsString> = vec![];
+                // Reads that stall for 5 s end the connection (then it is reconnected).
+                if ["tcp://", "http://", "https://"].iter().any(|s| u.starts_with(s)) {
+                    a.extend(["-rw_timeout".into(), "5000000".into()]);
+                }
+                // ffmpeg would read 5 s of a stream to describe it, then give those frames at once.
+                a.extend(["-analyzeduration".into(), "500000".into()]);
+                if u.starts_with("rtsp://") {
+                    a.extend(["-rtsp_transport".into(), "tcp".into()]);
+                }
+                a.extend(["-i".into(), u.into()]);
+                a
+            }
+            Source::Stdin => vec!["-i".into(), "pipe:0".into()],
+            Source::Camera(i) => vec!["-f".into(), "v4l2".into(), "-i".into(), format!("/dev/video{i}").into()],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct VideoInfo {
     #[serde(serialize_with = "serialize_path")]
     pub path: PathBuf,
+    /// "file", "stream", "stdin" or "camera".
+    pub source: &'static str,
     pub codec: String,
     /// Display size (after the rotation stored in the file, which ffmpeg applies).
     pub width: usize,
@@ -43,7 +133,7 @@ pub fn probe(path: &Path) -> Result<VideoInfo> {
     let shown = path.display();
     match std::fs::metadata(path) {
         Err(_) if looks_like_stream(path.as_os_str()) => {
-            bail!("{shown} is a stream; stream input (URLs, - for stdin) is not supported yet: give a video file")
+            bail!("{shown} is a stream; this needs a video file (`edgesight video` reads streams, - and --camera)")
         }
         Err(e) if e.kind() == ErrorKind::NotFound => bail!("input video {shown} does not exist"),
         Err(e) => bail!("cannot read input video {shown}: {e}"),
@@ -87,6 +177,7 @@ pub fn probe(path: &Path) -> Result<VideoInfo> {
         .filter(|d| d.is_finite() && *d > 0.0);
     Ok(VideoInfo {
         path: path.to_path_buf(),
+        source: "file",
         codec: stream["codec_name"].as_str().unwrap_or("unknown").to_string(),
         width,
         height,
@@ -124,9 +215,15 @@ pub struct VideoReader {
     child: Child,
     stdout: Option<ChildStdout>,
     log: LogReader,
-    /// showinfo's presentation time of each frame, in order.
-    times: Receiver<Option<f64>>,
+    /// showinfo's frames (presentation time, size), in order; the first one of a live source
+    /// is read ahead (`connect`) and waits here.
+    frames: Receiver<FrameMeta>,
+    pending: Option<FrameMeta>,
     last_time: Option<f64>,
+    /// A live source's frames are timed from `Some(t)`: its first frame is at t (0 on a first
+    /// connection, later after a reconnection), whatever the stream's own clock says.
+    live_start: Option<f64>,
+    live_shift: f64,
     frame_bytes: usize,
     next_index: u64,
     partial_frame: bool,
@@ -135,11 +232,22 @@ pub struct VideoReader {
 
 impl VideoReader {
     pub fn open(info: &VideoInfo) -> Result<VideoReader> {
-        let mut child = tool("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", "-i"])
-            .arg(file_arg(&info.path))
-            // showinfo prints each frame's presentation time (checksums off: they cost time);
-            // the encoder time base follows the input, so no timestamp is rounded onto another.
+        Self::spawn(&Source::File(info.path.clone()), info.clone())
+    }
+
+    fn spawn(source: &Source, info: VideoInfo) -> Result<VideoReader> {
+        let mut cmd = tool("ffmpeg");
+        cmd.args(["-hide_banner", "-nostats", "-loglevel", "level+info"]);
+        if *source == Source::Stdin {
+            // ffmpeg reads the frames from our standard input.
+            cmd.stdin(Stdio::inherit());
+        } else {
+            cmd.arg("-nostdin");
+        }
+        let mut child = cmd
+            .args(source.input_args())
+            // showinfo prints each frame's presentation time and size (checksums off: they cost
+            // time); the encoder time base follows the input, so no time is rounded onto another.
             .args(["-map", "0:v:0", "-vf", "showinfo=checksum=0", "-fps_mode", "passthrough", "-enc_time_base", "-1"])
             .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
             .stdout(Stdio::piped())
@@ -147,20 +255,103 @@ impl VideoReader {
             .spawn()
             .map_err(|e| spawn_error("ffmpeg", e))?;
         let stdout = child.stdout.take().expect("piped");
-        let (tx, times) = channel();
+        let (tx, frames) = channel();
         let log = LogReader::spawn(child.stderr.take().expect("piped"), Some(tx));
         Ok(VideoReader {
             frame_bytes: info.width * info.height * 3,
-            info: info.clone(),
+            info,
             child,
             stdout: Some(stdout),
             log,
-            times,
+            frames,
+            pending: None,
             last_time: None,
+            live_start: source.is_live().then_some(0.0),
+            live_shift: 0.0,
             next_index: 0,
             partial_frame: false,
             stopped: false,
         })
+    }
+
+    /// Opens a live source (a stream, standard input, a camera) and waits up to `timeout` for
+    /// its first frame, which gives the picture size and rate; `cancelled` is polled meanwhile
+    /// (a signal ends the wait).
+    pub fn connect(source: &Source, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<VideoReader> {
+        let name = source.name();
+        let shown = source.describe();
+        if let Source::Camera(i) = source {
+            if !cfg!(target_os = "linux") {
+                bail!("camera {i}: headless capture reads V4L2 cameras (Linux); play the camera's stream URL instead");
+            }
+            if !name.exists() {
+                bail!("camera {i} ({}) does not exist: no camera connected there", name.display());
+            }
+        }
+        let placeholder = VideoInfo {
+            path: name.clone(),
+            source: source.kind(),
+            codec: "unknown".into(),
+            width: 0,
+            height: 0,
+            frame_rate: "25/1".into(),
+            fps: 25.0,
+            declared_frames: None,
+            duration_s: None,
+        };
+        let mut r = Self::spawn(source, placeholder)?;
+        let deadline = Instant::now() + timeout;
+        let first = loop {
+            let step = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+            let failure = match r.frames.recv_timeout(step) {
+                Ok(f) => break f,
+                Err(RecvTimeoutError::Timeout) if cancelled() => Some("interrupted"),
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => None,
+                Err(RecvTimeoutError::Timeout) => Some("timeout"),
+                Err(RecvTimeoutError::Disconnected) => Some("failed"),
+            };
+            let Some(failure) = failure else { continue };
+            r.stop();
+            let _ = r.child.wait();
+            let log = r.log.finish();
+            let why = log.reason().unwrap_or_else(|| "no frame".into());
+            match failure {
+                "interrupted" => bail!("interrupted while connecting to {shown}"),
+                "timeout" => bail!("{shown} gave no frame within {:.0} s ({why})", timeout.as_secs_f64()),
+                _ => bail!("cannot open {shown}: {why}"),
+            }
+        };
+        let Some((w, h)) = first.size else { bail!("{shown}: the decoder did not say the picture size") };
+        check_dims(w, h).with_context(|| format!("{shown}: unsupported video"))?;
+        let log = r.log.snapshot();
+        let fps = log.frame_rate.unwrap_or(25.0);
+        r.info.width = w;
+        r.info.height = h;
+        r.info.fps = fps;
+        r.info.frame_rate = format!("{fps}");
+        r.info.duration_s = log.duration.flatten();
+        r.info.codec = log.video_codec.unwrap_or_else(|| "unknown".into());
+        r.frame_bytes = w * h * 3;
+        r.pending = Some(first);
+        Ok(r)
+    }
+
+    /// Carries on after an earlier connection to the same source: frames numbered from
+    /// `next_index`, the first one at `start_s`.
+    pub fn continue_from(&mut self, next_index: u64, start_s: f64) {
+        self.next_index = next_index;
+        self.live_start = Some(start_s);
+    }
+
+    /// The index the next frame gets, and the time of the last one.
+    pub fn position(&self) -> (u64, Option<f64>) {
+        (self.next_index, self.last_time)
+    }
+
+    /// Whether the source said it has a duration (a finite file served by URL): such a source
+    /// that ends has ended, it is not lost.
+    pub fn has_duration(&self) -> bool {
+        matches!(self.log.snapshot().duration, Some(Some(_)))
     }
 
     pub fn info(&self) -> &VideoInfo {
@@ -169,6 +360,23 @@ impl VideoReader {
 
     /// The next frame, or None at the end of the stream (clean or not: see `finish`).
     pub fn next_frame(&mut self) -> Result<Option<Frame>> {
+        if self.stdout.is_none() {
+            return Ok(None);
+        }
+        // showinfo's line for a frame comes before the frame reaches the pipe: its time and
+        // size first, then its pixels. No line: the decoder has ended.
+        let meta = match self.pending.take() {
+            Some(m) => m,
+            None => match self.frames.recv() {
+                Ok(m) => m,
+                Err(_) => FrameMeta { pts: None, size: None },
+            },
+        };
+        if let Some((w, h)) = meta.size {
+            if (w, h) != (self.info.width, self.info.height) {
+                bail!("{} changed its picture size from {}x{} to {w}x{h}", self.info.path.display(), self.info.width, self.info.height);
+            }
+        }
         let mut buf = vec![0u8; self.frame_bytes];
         let mut filled = 0;
         let Some(stdout) = self.stdout.as_mut() else { return Ok(None) };
@@ -186,20 +394,29 @@ impl VideoReader {
         }
         let mut frame = Frame::new(self.info.width, self.info.height, buf)?;
         frame.index = self.next_index;
-        frame.timestamp_s = self.next_time();
+        frame.timestamp_s = self.next_time(meta.pts);
         self.next_index += 1;
         Ok(Some(frame))
     }
 
-    /// The decoder's presentation time of the frame just read. showinfo prints it before the
-    /// frame reaches the pipe, so it has arrived or is on its way; a frame without one (or a
-    /// decoder that closed stderr) continues from the last time at the nominal rate.
-    fn next_time(&mut self) -> f64 {
+    /// A frame's time: the decoder's (before the input's start counts as its start), or, for a
+    /// frame without one, the last time plus one nominal frame.
+    fn next_time(&mut self, pts: Option<f64>) -> f64 {
         let step = 1.0 / self.info.fps;
-        let t = match self.times.recv() {
-            // Before the input's start (a negative time) counts as its start.
-            Ok(Some(t)) => t.max(0.0),
-            _ => self.last_time.map_or(0.0, |l| l + step),
+        let live = self.info.source != "file";
+        let t = match pts {
+            Some(p) => {
+                if let Some(start) = self.live_start.take() {
+                    self.live_shift = start - p;
+                }
+                let t = p + self.live_shift;
+                match self.last_time {
+                    // A live stream's clock may jump back (a camera restarting): its times never do.
+                    Some(l) if live => t.max(l + step * 0.5),
+                    _ => t.max(0.0),
+                }
+            }
+            None => self.last_time.map_or_else(|| self.live_start.unwrap_or(0.0), |l| l + step),
         };
         self.last_time = Some(t);
         t

@@ -225,14 +225,16 @@ fn video_outputs_follow_the_documented_format() {
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let keys: BTreeSet<&str> = report.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     let documented: BTreeSet<&str> = [
-        "edgesight_version", "ended", "input", "frames", "input_ended_early", "wall_time_s", "fps",
+        "edgesight_version", "ended", "input", "frames", "frames_read", "dropped_frames", "keep_up", "input_ended_early", "wall_time_s", "fps",
         "overhead_vs_inference_percent", "stages", "models", "backend", "keypoint_names", "tracks", "outputs",
     ]
     .into();
-    assert_eq!(keys, documented, "report.json fields (input_message, input_warnings, interrupted_by and error appear only when they apply)");
+    assert_eq!(keys, documented, "report.json fields (input_message, input_warnings, interrupted_by, error, reconnections, input_lost and frame_limit appear only when they apply)");
     assert_eq!(report["ended"], "complete");
     let stages: BTreeSet<&str> = report["stages"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
-    assert_eq!(stages, ["decode", "decode_output", "encode", "inference", "preprocess", "render", "track"].into());
+    assert_eq!(stages, ["decode", "decode_output", "encode", "inference", "latency", "preprocess", "render", "track"].into());
+    assert_eq!((report["input"]["source"].as_str(), report["keep_up"].as_bool(), report["dropped_frames"].as_u64()), (Some("file"), Some(false), Some(0)));
+    assert_eq!(report["frames_read"], report["frames"]);
     let tracks: BTreeSet<&str> = report["tracks"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
     assert_eq!(tracks, ["count", "frames_with_reacquired_tracks", "max_length_frames", "mean_length_frames"].into());
     let joints = report["keypoint_names"].as_array().unwrap().len();

@@ -166,11 +166,12 @@ fn odd_input_names_are_files() {
 #[test]
 fn paths_of_the_wrong_kind_are_named_for_what_they_are() {
     let d = scratch("files-kinds");
-    // Streams are not files (yet).
-    for url in ["rtsp://127.0.0.1:9/cam", "-"] {
-        let r = edgesight(&["video", "--out", s(&d.join("o")), "--", url]);
-        assert_clean_failure(&r, &["stream input", "not supported yet"]);
-    }
+    // A stream URL is opened as a stream (not looked for as a file).
+    let r = edgesight(&["video", "--out", s(&d.join("o")), "--", "rtsp://127.0.0.1:9/cam"]);
+    assert_clean_failure(&r, &["cannot open rtsp://127.0.0.1:9/cam"]);
+    // Where a file is needed, a stream is named as one.
+    let r = edgesight(&["bench", "--clip", "rtsp://127.0.0.1:9/cam", "--runs", "1"]);
+    assert_clean_failure(&r, &["is a stream", "needs a video file"]);
     // A folder as a model.
     let r = edgesight(&["image", s(&coco_image()), "--out", s(&d.join("o")), "--pose-model", s(&d)]);
     assert_clean_failure(&r, &["is a folder, not a model file"]);

@@ -64,19 +64,53 @@ pub fn parse_line(line: &str) -> Line<'_> {
     Line { component, level, message: rest }
 }
 
-/// The presentation time of a `showinfo` frame line ("n:  12 pts: 1228 pts_time:0.12 ..."):
-/// `Some(None)` for a frame without one (NOPTS), `None` for any other line.
-pub fn showinfo_pts(l: &Line) -> Option<Option<f64>> {
+/// What showinfo says of one frame: its presentation time (None: NOPTS) and its size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameMeta {
+    pub pts: Option<f64>,
+    pub size: Option<(usize, usize)>,
+}
+
+/// The frame of a `showinfo` frame line ("n:  12 pts: 1228 pts_time:0.12 ... s:768x576 ..."),
+/// `None` for any other line.
+pub fn showinfo_frame(l: &Line) -> Option<FrameMeta> {
     if !l.component?.starts_with("Parsed_showinfo") || !l.message.trim_start().starts_with("n:") {
         return None;
     }
-    let value = l.message.split_whitespace().find_map(|w| w.strip_prefix("pts_time:"));
-    Some(value.and_then(|v| v.parse::<f64>().ok()).filter(|t| t.is_finite()))
+    let field = |name: &str| l.message.split_whitespace().find_map(|w| w.strip_prefix(name));
+    let pts = field("pts_time:").and_then(|v| v.parse::<f64>().ok()).filter(|t| t.is_finite());
+    let size = field("s:").and_then(|v| v.split_once('x')).and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+    Some(FrameMeta { pts, size })
+}
+
+/// The presentation time of a `showinfo` frame line: `Some(None)` for a frame without one
+/// (NOPTS), `None` for any other line.
+pub fn showinfo_pts(l: &Line) -> Option<Option<f64>> {
+    showinfo_frame(l).map(|f| f.pts)
+}
+
+/// The frame rate showinfo's configuration line gives ("config in time_base: 1/90000,
+/// frame_rate: 10/1").
+fn showinfo_rate(l: &Line) -> Option<f64> {
+    if !l.component?.starts_with("Parsed_showinfo") || !l.message.contains("config in") {
+        return None;
+    }
+    let r = l.message.split("frame_rate:").nth(1)?.trim();
+    let (n, d) = r.split_once('/')?;
+    let v = n.trim().parse::<f64>().ok()? / d.trim().trim_end_matches(',').parse::<f64>().ok()?;
+    (v.is_finite() && v > 0.0 && v < 10_000.0).then_some(v)
 }
 
 /// What a child said, summarised.
 #[derive(Debug, Clone, Default)]
 pub struct LogSummary {
+    /// The input's duration as its description line gives it ("Duration: 00:00:04.00";
+    /// Some(None) for "N/A": a live stream), None before that line.
+    pub duration: Option<Option<f64>>,
+    /// The frame rate of the decoded stream (showinfo's configuration).
+    pub frame_rate: Option<f64>,
+    /// The first video stream's codec, as the input's description names it.
+    pub video_codec: Option<String>,
     pub errors: Vec<String>,
     pub error_count: u64,
     pub warnings: Vec<String>,
@@ -91,16 +125,35 @@ impl LogSummary {
         self.errors.first().cloned().or_else(|| self.tail.last().cloned())
     }
 
-    fn take(&mut self, line: &str, pts: Option<&Sender<Option<f64>>>) {
+    fn take(&mut self, line: &str, frames: Option<&Sender<FrameMeta>>) {
         let l = parse_line(line);
         if l.message.trim().is_empty() {
             return;
         }
-        if let Some(t) = showinfo_pts(&l) {
-            if let Some(tx) = pts {
-                let _ = tx.send(t);
+        if let Some(f) = showinfo_frame(&l) {
+            if let Some(tx) = frames {
+                let _ = tx.send(f);
             }
             return;
+        }
+        if let Some(r) = showinfo_rate(&l) {
+            self.frame_rate.get_or_insert(r);
+            return;
+        }
+        if let Some(d) = l.message.trim_start().strip_prefix("Duration: ") {
+            let d = d.split(',').next().unwrap_or("").trim();
+            let secs = d.split(':').map(|p| p.parse::<f64>().ok()).collect::<Option<Vec<f64>>>().filter(|v| v.len() == 3).map(|v| v[0] * 3600.0 + v[1] * 60.0 + v[2]);
+            self.duration.get_or_insert(secs);
+        }
+        // "  Stream #0:0[0x100]: Video: h264 (High) (...), yuv420p, 768x576, ..." (the input's
+        // streams come before the output's).
+        if self.video_codec.is_none() && l.message.trim_start().starts_with("Stream #0:") {
+            if let Some(rest) = l.message.split(": Video: ").nth(1) {
+                let codec = rest.split([' ', ',']).next().unwrap_or("");
+                if !codec.is_empty() {
+                    self.video_codec = Some(codec.to_string());
+                }
+            }
         }
         let text = match l.component {
             Some(c) => format!("{c}: {}", l.message.trim()),
@@ -137,8 +190,8 @@ pub struct LogReader {
 }
 
 impl LogReader {
-    /// `pts`: where showinfo's frame times go, in order.
-    pub fn spawn(pipe: impl Read + Send + 'static, pts: Option<Sender<Option<f64>>>) -> LogReader {
+    /// `frames`: where showinfo's frames (time, size) go, in order.
+    pub fn spawn(pipe: impl Read + Send + 'static, frames: Option<Sender<FrameMeta>>) -> LogReader {
         let summary = Arc::new(Mutex::new(LogSummary::default()));
         let shared = summary.clone();
         let thread = std::thread::spawn(move || {
@@ -152,7 +205,7 @@ impl LogReader {
                     Ok(_) => {
                         let text = String::from_utf8_lossy(&buf);
                         if let Ok(mut s) = shared.lock() {
-                            s.take(&text, pts.as_ref());
+                            s.take(&text, frames.as_ref());
                         }
                     }
                 }
@@ -241,14 +294,18 @@ mod tests {
 
     #[test]
     fn only_errors_are_faults() {
-        let text = "[info] Input #0\n[rawvideo @ 0x1] [warning] Non-monotonous DTS\r[h264 @ 0x2] [error] bad\n[h264 @ 0x2] [error] bad\n[Parsed_showinfo_0 @ 0x3] [info] n: 0 pts: 0 pts_time:0\n";
+        let text = "[info] Input #0\n[info]   Duration: N/A, start: 1.4\n[info]   Stream #0:0[0x100]: Video: h264 (High) ([27][0][0][0] / 0x001B), yuv420p, 640x480\n[rawvideo @ 0x1] [warning] Non-monotonous DTS\r[h264 @ 0x2] [error] bad\n[h264 @ 0x2] [error] bad\n[Parsed_showinfo_0 @ 0x3] [info] config in time_base: 1/90000, frame_rate: 25/1\n[Parsed_showinfo_0 @ 0x3] [info] n: 0 pts: 0 pts_time:0 pos: 5 s:640x480 i:P\n";
         let (tx, rx) = std::sync::mpsc::channel();
         let mut r = LogReader::spawn(std::io::Cursor::new(text.as_bytes().to_vec()), Some(tx));
         let s = r.finish();
         assert_eq!((s.error_count, s.warning_count), (2, 1));
         assert_eq!(s.errors, vec!["h264: bad".to_string()]);
         assert_eq!(s.reason().as_deref(), Some("h264: bad"));
-        assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![Some(0.0)]);
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![FrameMeta { pts: Some(0.0), size: Some((640, 480)) }]);
+        assert_eq!((s.duration, s.frame_rate), (Some(None), Some(25.0)));
+        assert_eq!(s.video_codec.as_deref(), Some("h264"));
+        let mut r = LogReader::spawn(std::io::Cursor::new(b"[info]   Duration: 00:01:04.50, start: 0.0\n".to_vec()), None);
+        assert_eq!(r.finish().duration, Some(Some(64.5)));
     }
 
     #[test]

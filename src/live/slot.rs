@@ -79,6 +79,11 @@ impl<T> Slot<T> {
         self.ready.notify_all();
     }
 
+    /// Closed by the producer: once empty, nothing more comes.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// (values put, values dropped unconsumed).
     pub fn counts(&self) -> (u64, u64) {
         let s = self.lock();
