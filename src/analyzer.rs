@@ -92,10 +92,18 @@ pub struct Analysis {
 pub struct AnalysisTimes {
     pub pose: StageTimes,
     pub seg: StageTimes,
+    /// Pose and segmentation ran at the same time.
+    pub concurrent: bool,
 }
 
 impl AnalysisTimes {
+    /// The frame's time in each stage: both models' summed, or, when they ran at the same
+    /// time, the longer of the two (the one the frame waited for).
     pub fn total(&self) -> StageTimes {
+        let sum = |t: &StageTimes| t.preprocess + t.inference + t.decode;
+        if self.concurrent {
+            return if sum(&self.pose) >= sum(&self.seg) { self.pose } else { self.seg };
+        }
         let mut t = self.pose;
         t += self.seg;
         t
@@ -117,6 +125,9 @@ pub struct Analyzer {
     pub pose: Option<PoseRunner>,
     pub seg: Option<ModelSession>,
     pub thresholds: PoseThresholds,
+    /// Run pose and segmentation on two threads at once (each on its own core when the machine
+    /// has two); off, one after the other.
+    pub concurrent: bool,
 }
 
 fn open(catalog: &Catalog, name: &str, file: Option<&PathBuf>, task: Task, size: Option<usize>, engine: &EngineOptions) -> Result<ModelSession> {
@@ -193,7 +204,7 @@ impl Analyzer {
             Some(n) => Some(open(&catalog, n, choice.seg_file.as_ref(), Task::Segmentation, choice.seg_size, &choice.engine)?),
             None => None,
         };
-        Ok(Analyzer { pose, seg, thresholds })
+        Ok(Analyzer { pose, seg, thresholds, concurrent: false })
     }
 
     /// Every model session, pose first.
@@ -234,15 +245,31 @@ impl Analyzer {
     }
 
     pub fn analyze(&mut self, frame: &Frame, times: &mut AnalysisTimes) -> Result<Analysis> {
-        let people = match &mut self.pose {
-            Some(p) => p.people(frame, self.thresholds, &mut times.pose)?,
-            None => Vec::new(),
+        let thresholds = self.thresholds;
+        let (people, seg) = match (&mut self.pose, &mut self.seg) {
+            (Some(p), Some(s)) if self.concurrent => {
+                times.concurrent = true;
+                let (pose_times, seg_times) = (&mut times.pose, &mut times.seg);
+                std::thread::scope(|scope| {
+                    let seg = scope.spawn(move || s.segment(frame, seg_times));
+                    let people = p.people(frame, thresholds, pose_times);
+                    let seg = seg.join().unwrap_or_else(|_| Err(anyhow::anyhow!("segmentation failed (its thread panicked)")));
+                    (people, Some(seg))
+                })
+            }
+            (pose, seg) => {
+                let people = match pose {
+                    Some(p) => p.people(frame, thresholds, &mut times.pose),
+                    None => Ok(Vec::new()),
+                };
+                let people = people?;
+                (Ok(people), seg.as_mut().map(|s| s.segment(frame, &mut times.seg)))
+            }
         };
-        let (mask, classes) = match &mut self.seg {
-            Some(s) => match s.segment(frame, &mut times.seg)? {
-                Segmentation::Person(m) => (Some(m), None),
-                Segmentation::Classes(c) => (None, Some(c)),
-            },
+        let people = people?;
+        let (mask, classes) = match seg.transpose()? {
+            Some(Segmentation::Person(m)) => (Some(m), None),
+            Some(Segmentation::Classes(c)) => (None, Some(c)),
             None => (None, None),
         };
         Ok(Analysis { people, mask, classes })

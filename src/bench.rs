@@ -33,6 +33,8 @@ pub struct BenchJob {
     pub out_dir: PathBuf,
     /// Backend, CPU threads and kernels of every measured model.
     pub engine: EngineOptions,
+    /// Pose and segmentation at the same time in the pipeline runs (`--threads auto`).
+    pub concurrent: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,7 +157,7 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
     // when both are measured).
     let soak_at = configs.iter().rposition(|c| c.iter().any(|n| catalog.get(n).is_ok_and(|m| m.task == Task::Pose)));
     for (ci, cfg) in configs.into_iter().enumerate() {
-        let mut analyzer = Analyzer { pose: None, seg: None, thresholds: PoseThresholds::default() };
+        let mut analyzer = Analyzer { pose: None, seg: None, thresholds: PoseThresholds::default(), concurrent: false };
         let mut trained = true;
         for name in &cfg {
             let mut spec = catalog.get(name)?.clone();
@@ -209,6 +211,7 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
                     csv: None,
                     stop: crate::interrupt::Stop::never(),
                 };
+                analyzer.concurrent = job.concurrent;
                 let report = pipeline::run(&vjob, &mut analyzer)?.into_result()?;
                 let mean = |stage: &str| report.stages.get(stage).map_or(0.0, |s| s.mean_ms);
                 Some(PipelineFigures {

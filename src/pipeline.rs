@@ -104,6 +104,8 @@ pub struct Report {
     pub dropped_frames: u64,
     /// Whether frames could be dropped to keep up with the source (`--keep-up`).
     pub keep_up: bool,
+    /// Pose and segmentation ran at the same time (`--threads auto`).
+    pub concurrent_models: bool,
     /// A stream that dropped and came back, each time.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reconnections: Vec<Reconnection>,
@@ -401,6 +403,7 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
         frames_read: end.frames_read,
         dropped_frames: end.dropped,
         keep_up,
+        concurrent_models: analyzer.concurrent && analyzer.pose.is_some() && analyzer.seg.is_some(),
         reconnections: end.reconnections,
         input_lost: end.lost,
         frame_limit: job.max_frames,

@@ -305,7 +305,29 @@ fn threads_flag_runs_multithreaded_and_rejects_zero() {
     let r = edgesight(&["--threads", "2", "image", s(&img), "--out", s(&out), "--seg", "none"]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let r = edgesight(&["video", s(&clip()), "--out", s(&out.join("v")), "--threads", "0"]);
-    assert_clean_failure(&r, &["--threads must be between 1 and 256"]);
+    // A usage error (clap's exit status 2), naming what is accepted.
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("expected auto or a number of threads from 1 to 256"));
+}
+
+/// `--concurrent-models on` runs pose and segmentation at the same time; the results are
+/// those of running them one after the other.
+#[test]
+fn concurrent_models_give_the_sequential_results() {
+    let out = scratch("threads-auto");
+    let run = |threads: &str, dir: &str| {
+        let d = out.join(dir);
+        let r = edgesight(&["--concurrent-models", threads, "video", s(&clip()), "--out", s(&d), "--quiet", "--max-frames", "6"]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("report.json")).unwrap()).unwrap();
+        (report, std::fs::read_to_string(d.join("frames.jsonl")).unwrap())
+    };
+    let (auto, auto_lines) = run("on", "on");
+    let (one, one_lines) = run("off", "off");
+    assert_eq!((auto["concurrent_models"].as_bool(), one["concurrent_models"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(auto["frames"], 6);
+    assert!(auto_lines.lines().count() == 6 && auto_lines.contains("\"mask\""), "{auto_lines}");
+    assert_eq!(auto_lines, one_lines, "concurrent and sequential results differ");
 }
 
 /// `--backend gpu` without any adapter is one clear error; `auto` falls back to the CPU and says so.

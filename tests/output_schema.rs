@@ -225,7 +225,7 @@ fn video_outputs_follow_the_documented_format() {
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let keys: BTreeSet<&str> = report.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     let documented: BTreeSet<&str> = [
-        "edgesight_version", "ended", "input", "frames", "frames_read", "dropped_frames", "keep_up", "input_ended_early", "wall_time_s", "fps",
+        "edgesight_version", "ended", "input", "frames", "frames_read", "dropped_frames", "keep_up", "concurrent_models", "input_ended_early", "wall_time_s", "fps",
         "overhead_vs_inference_percent", "stages", "models", "backend", "keypoint_names", "tracks", "outputs",
     ]
     .into();
