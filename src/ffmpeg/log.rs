@@ -267,6 +267,51 @@ fn read_line(r: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<usize> 
 mod tests {
     use super::*;
 
+    /// A stream's metadata reaches us through these lines (a camera or server controls them):
+    /// mutated lines never panic, and what they give is sane.
+    #[test]
+    fn mutated_log_lines_never_panic() {
+        let seeds = [
+            "[Parsed_showinfo_0 @ 0x3] [info] n:  12 pts:   1228 pts_time:0.12 duration: 1 pos: 5 fmt:yuv420p s:768x576 i:P iskey:0",
+            "[Parsed_showinfo_0 @ 0x3] [info] config in time_base: 1/90000, frame_rate: 30000/1001",
+            "[info]   Duration: 00:01:04.50, start: 1.600000, bitrate: N/A",
+            "[info]   Stream #0:0[0x100]: Video: h264 (High) ([27][0][0][0] / 0x001B), yuv420p, 768x576, 10 fps",
+            "[h264 @ 0x2] [error] Invalid NAL unit size (4080 > 2743).",
+        ];
+        let mut rng = crate::rng::SplitMix64(19);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut summary = LogSummary::default();
+        for _ in 0..20_000 {
+            let mut b = seeds[rng.below(seeds.len())].as_bytes().to_vec();
+            for _ in 0..1 + rng.below(6) {
+                let i = rng.below(b.len() + 1);
+                match rng.below(4) {
+                    0 if i < b.len() => b[i] = rng.next_u64() as u8,
+                    1 if i < b.len() => {
+                        b.remove(i);
+                    }
+                    2 => b.insert(i, b"0123456789:x/,.- @[]N"[rng.below(21)]),
+                    _ => b.truncate(i),
+                }
+            }
+            let text = String::from_utf8_lossy(&b);
+            summary.take(&text, Some(&tx));
+            if let Some(r) = summary.frame_rate {
+                assert!(r.is_finite() && r > 0.0 && r < 10_000.0, "{text}");
+            }
+            if let Some(Some(d)) = summary.duration {
+                assert!(d.is_finite(), "{text}");
+            }
+            summary.frame_rate = None;
+            summary.duration = None;
+            summary.video_codec = None;
+        }
+        drop(tx);
+        for f in rx.iter() {
+            assert!(f.pts.is_none_or(|t| t.is_finite()));
+        }
+    }
+
     #[test]
     fn lines_are_taken_apart() {
         let l = parse_line("[h264 @ 0x55bb8d72d680] [error] Invalid NAL unit size (4080 > 2743).");
