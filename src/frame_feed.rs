@@ -10,7 +10,7 @@ use crate::interrupt::Stop;
 use crate::live::slot::Slot;
 use crate::video_source::{DecodeEnd, Source, VideoReader};
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,8 +124,6 @@ pub fn channel(keep_up: bool, queue: usize) -> (FeedTx, FeedRx) {
 #[derive(Default)]
 pub struct FeedControl {
     done: AtomicBool,
-    /// Frames read so far (for progress).
-    pub read: AtomicU64,
 }
 
 impl FeedControl {
@@ -200,7 +198,6 @@ fn read_connection(reader: &mut VideoReader, tx: &FeedTx, control: &FeedControl,
         match reader.next_frame() {
             Ok(Some(frame)) => {
                 end.frames_read += 1;
-                control.read.store(end.frames_read, Ordering::Relaxed);
                 let fed = Fed { frame, read_time: t.elapsed(), arrived: Instant::now() };
                 let gone = match tx {
                     FeedTx::Every(tx) => tx.send(fed).is_err(),
