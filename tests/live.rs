@@ -35,8 +35,13 @@ fn start_xvfb() -> Option<Xvfb> {
     if Command::new("Xvfb").arg("-help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
         return None;
     }
-    // A display number nobody uses.
-    for n in (100 + std::process::id() % 400)..(600) {
+    // A display number nobody uses. Tests in this process run in parallel: each call starts at
+    // its own number, and the display counts as ours only when its lock file names our Xvfb
+    // (two tests that spawned on one number both saw the winner's socket, and the loser's test
+    // then lost its display when the winner's test ended).
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let first = 100 + std::process::id() % 400 + 7 * CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    for n in first..first + 100 {
         if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
             continue;
         }
@@ -50,7 +55,11 @@ fn start_xvfb() -> Option<Xvfb> {
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(10) {
             if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return Some(x);
+                let owner = std::fs::read_to_string(format!("/tmp/.X{n}-lock")).ok().and_then(|s| s.trim().parse::<u32>().ok());
+                if owner == Some(x.child.id()) {
+                    return Some(x);
+                }
+                break; // another Xvfb holds this number: try the next
             }
             if let Ok(Some(_)) = x.child.try_wait() {
                 break; // lost a race for this number: try the next
