@@ -14,7 +14,10 @@
 # before and after, the CPU engine on the same machine for reference, and PyTorch eager on CUDA on
 # the same graphs (scripts/gpu_vs_pytorch.py). Variants of the planner, each selected by an
 # environment variable, run from the same bundle: VARIANTS="default nofuse noseparable"
-# (EDGESIGHT_GPU_SKIP_RULES=all / separable). Results go to $OUT (8 files at most).
+# (EDGESIGHT_GPU_SKIP_RULES=all / separable); also available: direct, igemm, gemm, vec4 (every
+# dense convolution forced onto conv_dense / conv_igemm / conv1x1_gemm / conv1x1_vec4 wherever
+# that shader applies, EDGESIGHT_GPU_CONV, against the default's choice by timing), e.g.
+# VARIANTS="default direct". Results go to $OUT (8 files at most).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -154,15 +157,19 @@ echo "== clocks after warm-up"; clocks
 # model:input HxW, per planner variant (VARIANTS: default, nofuse, noseparable).
 cases="${CASES:-litepose-s:448x448 bevanet-s:512x1024 litepose-xs:256x256 movenet-multipose:256x256 selfie:256x256 bevanet-s:1024x2048}"
 for variant in ${VARIANTS:-default nofuse noseparable}; do
+  skip=; conv=
   case "$variant" in
     nofuse) skip=all ;;
     noseparable) skip=separable ;;
-    *) skip= ;;
+    direct) conv=conv_dense ;;
+    igemm) conv=conv_igemm ;;
+    gemm) conv=conv1x1_gemm ;;
+    vec4) conv=conv1x1_vec4 ;;
   esac
   for c in $cases; do
     m="${c%%:*}"; hw="${c#*:}"
     echo "== $m $hw on the GPU ($variant)"
-    EDGESIGHT_GPU_SKIP_RULES=$skip timeout 60 "$bin" --backend gpu bench --clip none.mp4 --model "$m" --input "$hw" --random-weights --runs 30 --export-onnx "$bins/onnx-$m-$hw" --out "$bins/gpu-$variant-$m-$hw" 2>&1 | grep -v "^note:"
+    EDGESIGHT_GPU_SKIP_RULES=$skip EDGESIGHT_GPU_CONV=$conv timeout 60 "$bin" --backend gpu bench --clip none.mp4 --model "$m" --input "$hw" --random-weights --runs 30 --export-onnx "$bins/onnx-$m-$hw" --out "$bins/gpu-$variant-$m-$hw" 2>&1 | grep -v "^note:"
     [ "$variant" = default ] && ln -sfn "$bins/gpu-$variant-$m-$hw" "$bins/gpu-$m-$hw"
   done
 done

@@ -647,7 +647,8 @@ fn run(cli: Cli) -> Result<()> {
     };
     let max_memory = cli.max_memory.map_or(MemoryLimit::Available, MemoryLimit::Bytes);
     let gpu_skip_rules = gpu_skip_rules()?;
-    let engine = EngineOptions { backend: cli.backend.into(), cpu: CpuOptions { threads, kernels: KernelChoice::from_env()? }, gpu, max_memory, gpu_skip_rules };
+    let gpu_conv_shader = gpu_conv_shader()?;
+    let engine = EngineOptions { backend: cli.backend.into(), cpu: CpuOptions { threads, kernels: KernelChoice::from_env()? }, gpu, max_memory, gpu_skip_rules, gpu_conv_shader };
     // The models folder, found once here (convert needs none); the library reads it from
     // EDGESIGHT_MODELS, which is set to it before any thread starts.
     let models_dir = match &cli.command {
@@ -748,6 +749,26 @@ fn gpu_skip_rules() -> Result<Vec<String>> {
         out.push(r.to_string());
     }
     Ok(out)
+}
+
+/// `EDGESIGHT_GPU_CONV`: the GPU shader for every dense convolution it can run (conv1x1_vec4,
+/// conv1x1_gemm, conv_igemm, conv_dense; empty or "auto": the default and, on real GPUs, the
+/// fastest by timing), a developer switch for comparing the variants on a GPU.
+fn gpu_conv_shader() -> Result<Option<edgesight::engine::gpu::kernels::Shader>> {
+    use edgesight::engine::gpu::kernels::Shader;
+    let v = std::env::var("EDGESIGHT_GPU_CONV").unwrap_or_default();
+    let v = v.trim();
+    if v.is_empty() || v == "auto" {
+        return Ok(None);
+    }
+    let shaders = [Shader::Conv1x1Vec4, Shader::Conv1x1Gemm, Shader::ConvIgemm, Shader::ConvDense];
+    match shaders.iter().find(|s| s.name() == v) {
+        Some(s) => Ok(Some(*s)),
+        None => {
+            let names: Vec<&str> = shaders.iter().map(|s| s.name()).collect();
+            anyhow::bail!("EDGESIGHT_GPU_CONV: unknown shader '{v}'; shaders: {}, auto", names.join(", "))
+        }
+    }
 }
 
 /// Where the models folder may be, from the environment and the executable's path (see

@@ -10,6 +10,7 @@ use common::{gpu_available, tract_outputs};
 use edgesight::catalog::DType;
 use edgesight::convert::onnx::{attr_float, attr_int, attr_ints, attr_string, encode, Dim, OnnxGraph};
 use edgesight::engine::gpu::graph::{ConvImpl, PlanOptions};
+use edgesight::engine::gpu::kernels::Shader;
 use edgesight::engine::gpu::GpuEngine;
 use edgesight::engine::{Engine, Tensor};
 use edgesight::rng::SplitMix64;
@@ -50,6 +51,11 @@ fn check(label: &str, onnx: &[u8], x: &Tensor, conv: ConvImpl) -> Vec<usize> {
 }
 
 fn check_with(label: &str, onnx: &[u8], x: &Tensor, opts: PlanOptions) -> Vec<usize> {
+    check_engine(label, onnx, x, opts).0
+}
+
+/// `check_with`, also giving the engine's summary (its kernels by shader) and kernel count.
+fn check_engine(label: &str, onnx: &[u8], x: &Tensor, opts: PlanOptions) -> (Vec<usize>, String, usize) {
     let (shape, want) = tract_run(onnx, x);
     let mut e = GpuEngine::load_with(onnx, label, DType::F32, &x.shape, &opts).unwrap_or_else(|err| panic!("{label}: {err:#}"));
     assert!(e.tail_ops().is_empty(), "{label}: ops left on the CPU: {:?}", e.tail_ops());
@@ -63,7 +69,7 @@ fn check_with(label: &str, onnx: &[u8], x: &Tensor, opts: PlanOptions) -> Vec<us
         worst <= 1e-4 * scale && got.iter().all(|v| v.is_finite()),
         "{label}: max |diff| {worst:e} over range {scale:e} (limit 1e-4 relative)"
     );
-    shape
+    (shape, e.summary(), e.kernel_count())
 }
 
 fn input(r: &mut SplitMix64, shape: &[usize]) -> Tensor {
@@ -146,15 +152,15 @@ fn dense_and_grouped_convolutions_random() {
         return;
     }
     let mut r = SplitMix64(12);
-    // Pointwise convolutions (the tiled matrix-product shader): sizes around its 64 x 64 x 16 tiles.
+    // Pointwise convolutions (the tiled matrix-product shaders): sizes around their tiles.
     for (i, (n, ic, oc, h, w)) in [(1, 3, 5, 7, 9), (2, 17, 70, 9, 8), (1, 64, 64, 8, 8), (1, 33, 129, 13, 11), (1, 130, 24, 16, 16)].into_iter().enumerate() {
         let xs = [n, ic, h, w];
         let onnx = conv_graph(&xs, oc, [1, 1], 1, [1, 1], [0; 4], 1, i % 2 == 0, &mut r);
         let x = input(&mut r, &xs);
-        // Both pointwise shaders, whichever this adapter would pick.
-        for gemm in [true, false] {
-            let opts = PlanOptions { pointwise_gemm: Some(gemm), ..Default::default() };
-            check_with(&format!("pointwise case {i}: x {xs:?} oc {oc} gemm {gemm}"), &onnx, &x, opts);
+        // Every pointwise shader, whichever this adapter would pick.
+        for shader in [Shader::Conv1x1Vec4, Shader::Conv1x1Gemm, Shader::ConvIgemm, Shader::ConvDense] {
+            let opts = PlanOptions { conv_shader: Some(shader), ..Default::default() };
+            check_with(&format!("pointwise case {i}: x {xs:?} oc {oc} {shader:?}"), &onnx, &x, opts);
         }
     }
     for i in 0..14 {
@@ -172,6 +178,7 @@ fn dense_and_grouped_convolutions_random() {
         let x = input(&mut r, &xs);
         let label = format!("conv case {i}: x {xs:?} oc {} k {k:?} s {s} d {d:?} p {p:?} g {g}", ocg * g);
         check(&label, &onnx, &x, ConvImpl::Fast);
+        check_with(&format!("{label} (conv_dense)"), &onnx, &x, PlanOptions { conv_shader: Some(Shader::ConvDense), ..Default::default() });
         check(&format!("{label} (naive)"), &onnx, &x, ConvImpl::Naive);
     }
 }
@@ -512,10 +519,168 @@ fn depthwise_chosen_by_timing_matches_tract() {
         let p = [(k[0] - 1) / 2 * d[0], (k[1] - 1) / 2 * d[1], (k[0] - 1) / 2 * d[0], (k[1] - 1) / 2 * d[1]];
         let onnx = conv_graph(&xs, xs[1], k, 1, d, p, xs[1], true, &mut r);
         let x = input(&mut r, &xs);
-        let opts = PlanOptions { time_depthwise: Some(true), ..Default::default() };
+        let opts = PlanOptions { time_variants: Some(true), ..Default::default() };
         check_with(&format!("timed depthwise {k:?} d{d:?}"), &onnx, &x, opts.clone());
         let e = GpuEngine::load_with(&onnx, "timed", DType::F32, &xs, &opts).unwrap();
         eprintln!("timed depthwise {k:?}: {}", e.summary());
         assert_eq!(e.kernel_count(), 1);
     }
+}
+
+/// The dense convolution shaders, each forced in turn (`PlanOptions::conv_shader`; where a
+/// shader does not take a shape the planner's default runs, and the test says which ran).
+const CONV_SHADERS: [Shader; 4] = [Shader::Conv1x1Vec4, Shader::Conv1x1Gemm, Shader::ConvIgemm, Shader::ConvDense];
+
+/// Whether `shader` can run a convolution of this kind (pointwise: 1 x 1, stride 1, unpadded,
+/// ungrouped; the vec4 form also needs a plane of a multiple of 4 pixels).
+fn runs(shader: Shader, pointwise: bool, plane: usize) -> bool {
+    match shader {
+        Shader::Conv1x1Vec4 => pointwise && plane % 4 == 0,
+        Shader::Conv1x1Gemm => pointwise,
+        _ => true,
+    }
+}
+
+/// Every tiled shader and its fallback against tract on odd shapes: channels that are not
+/// multiples of 4 or 16 (one to several tiles of 16, 32 and 64 rows), planes that are not
+/// multiples of 4, padding (asymmetric too), stride 2, dilation, groups, strips, batches of 2.
+#[test]
+fn tiled_convolutions_every_variant() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(21);
+    // (x, oc, kernel, stride, dilation, pads, groups)
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<([usize; 4], usize, [usize; 2], usize, [usize; 2], [usize; 4], usize)> = vec![
+        ([1, 3, 7, 9], 5, [1, 1], 1, [1, 1], [0; 4], 1),
+        ([2, 17, 4, 6], 20, [1, 1], 1, [1, 1], [0; 4], 1),
+        ([1, 33, 13, 11], 40, [1, 1], 1, [1, 1], [0; 4], 1),
+        ([1, 130, 8, 8], 70, [1, 1], 1, [1, 1], [0; 4], 1),
+        ([1, 16, 1, 4], 16, [1, 1], 1, [1, 1], [0; 4], 1),
+        ([1, 7, 2, 2], 9, [1, 1], 1, [1, 1], [0; 4], 1),
+        ([1, 5, 15, 17], 20, [3, 3], 1, [1, 1], [1, 1, 1, 1], 1),
+        ([1, 7, 17, 15], 40, [3, 3], 2, [1, 1], [1, 1, 1, 1], 1),
+        ([2, 6, 11, 10], 33, [3, 3], 1, [1, 1], [0, 1, 2, 0], 1),
+        ([1, 3, 23, 21], 16, [7, 7], 2, [1, 1], [3, 3, 3, 3], 1),
+        ([1, 9, 19, 14], 13, [5, 5], 1, [2, 2], [4, 4, 4, 4], 1),
+        ([1, 12, 9, 13], 8, [3, 3], 1, [1, 1], [1, 1, 1, 1], 4),
+        ([1, 10, 10, 9], 15, [3, 1], 2, [1, 1], [1, 0, 1, 0], 5),
+        ([1, 11, 9, 12], 67, [1, 3], 1, [1, 2], [0, 2, 0, 2], 1),
+        ([1, 8, 9, 9], 12, [1, 1], 2, [1, 1], [0; 4], 1),
+        ([1, 8, 6, 6], 12, [1, 1], 1, [1, 1], [1, 1, 1, 1], 1),
+        ([1, 18, 5, 7], 6, [1, 1], 1, [1, 1], [0; 4], 3),
+        ([1, 300, 3, 5], 100, [3, 3], 1, [1, 1], [1, 1, 1, 1], 1),
+    ];
+    for (i, (xs, oc, k, s, d, p, g)) in cases.into_iter().enumerate() {
+        let onnx = conv_graph(&xs, oc, k, s, d, p, g, i % 3 != 1, &mut r);
+        let x = input(&mut r, &xs);
+        let pointwise = k == [1, 1] && s == 1 && p == [0; 4] && g == 1;
+        for shader in CONV_SHADERS {
+            let label = format!("case {i}: x {xs:?} oc {oc} k {k:?} s {s} d {d:?} p {p:?} g {g} on {shader:?}");
+            let (_, summary, _) = check_engine(&label, &onnx, &x, PlanOptions { conv_shader: Some(shader), ..Default::default() });
+            if runs(shader, pointwise, xs[2] * xs[3]) {
+                let name = format!("{} x1", shader.name());
+                assert!(summary.contains(&name), "{label}: {summary}");
+            }
+        }
+    }
+}
+
+/// The tiled shaders inside fused blocks, each forced in turn: a convolution with ReLU and a
+/// residual Add in its epilogue (one kernel), two convolutions writing into a concatenation
+/// along the channels and along the width (no copy: their stores go to the concatenation's
+/// buffer, vec4 stores only where they stay aligned), a depthwise + pointwise pair (one).
+#[test]
+fn tiled_convolutions_in_fused_blocks() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(22);
+    let w = |r: &mut SplitMix64, oc: usize, ic: usize, k: [usize; 2]| (vec![oc, ic, k[0], k[1]], rand_vec(r, oc * ic * k[0] * k[1], -0.4, 0.4));
+    let b = |r: &mut SplitMix64, n: usize| rand_vec(r, n, -0.3, 0.3);
+    for (xs, k) in [([1usize, 12, 8, 8], [1usize, 1usize]), ([1, 12, 7, 9], [1, 1]), ([1, 12, 8, 8], [3, 3]), ([2, 12, 5, 7], [3, 3])] {
+        let pad = (k[0] - 1) / 2;
+        let p4 = [pad; 4];
+        let x = input(&mut r, &xs);
+        let cases: Vec<(&str, Vec<u8>, usize)> = vec![
+            ("conv+relu+residual", {
+                let (ws, wv) = w(&mut r, 12, 12, k);
+                let bv = b(&mut r, 12);
+                one_op(&xs, 4, |g, x| {
+                    let c = g.conv(x, (&ws, &wv), Some(&bv), 1, p4, [1, 1], 1);
+                    let a = g.relu(&c);
+                    g.add(&a, x)
+                })
+            }, 1),
+            ("concat along channels", {
+                let (w1s, w1) = w(&mut r, 5, 12, k);
+                let (w2s, w2) = w(&mut r, 19, 12, [1, 1]);
+                let (b1, b2) = (b(&mut r, 5), b(&mut r, 19));
+                one_op(&xs, 4, |g, x| {
+                    let a = g.conv(x, (&w1s, &w1), Some(&b1), 1, p4, [1, 1], 1);
+                    let c = g.conv(x, (&w2s, &w2), Some(&b2), 1, [0; 4], [1, 1], 1);
+                    let c = g.clip(&c, 0.0, 6.0);
+                    g.concat(&[&a, &c], 1)
+                })
+            }, 2),
+            ("concat along the width", {
+                let (w1s, w1) = w(&mut r, 6, 12, k);
+                let (w2s, w2) = w(&mut r, 6, 12, [1, 1]);
+                let (b1, b2) = (b(&mut r, 6), b(&mut r, 6));
+                one_op(&xs, 4, |g, x| {
+                    let a = g.conv(x, (&w1s, &w1), Some(&b1), 1, p4, [1, 1], 1);
+                    let c = g.conv(x, (&w2s, &w2), Some(&b2), 1, [0; 4], [1, 1], 1);
+                    g.concat(&[&c, &a], 3)
+                })
+            }, 2),
+            ("depthwise+pointwise", {
+                let (dv, db) = (rand_vec(&mut r, 12 * 9, -0.3, 0.3), b(&mut r, 12));
+                let (ws, wv) = w(&mut r, 21, 12, [1, 1]);
+                let bv = b(&mut r, 21);
+                one_op(&xs, 4, |g, x| {
+                    let d = g.conv(x, (&[12, 1, 3, 3], &dv), Some(&db), 1, [1, 1, 1, 1], [1, 1], 12);
+                    let d = g.relu(&d);
+                    g.conv(&d, (&ws, &wv), Some(&bv), 1, [0; 4], [1, 1], 1)
+                })
+            }, 1),
+        ];
+        for (label, onnx, kernels) in cases {
+            for shader in CONV_SHADERS {
+                let label = format!("{label} x {xs:?} k {k:?} on {shader:?}");
+                let (_, summary, count) = check_engine(&label, &onnx, &x, PlanOptions { conv_shader: Some(shader), ..Default::default() });
+                assert_eq!(count, kernels, "{label}: {summary}");
+            }
+        }
+    }
+}
+
+/// Dense convolutions whose shader is chosen by timing every variant on this GPU when the
+/// engine is built (lavapipe included, when asked): whichever wins, the results match tract,
+/// and with fused epilogues and concatenations too.
+#[test]
+fn conv_variants_chosen_by_timing_match_tract() {
+    if !gpu_available() {
+        return;
+    }
+    let mut r = SplitMix64(23);
+    let opts = PlanOptions { time_variants: Some(true), ..Default::default() };
+    for (xs, oc, k, s, p) in [([1usize, 24, 16, 16], 40usize, [1usize, 1usize], 1usize, [0usize; 4]), ([1, 13, 9, 11], 20, [1, 1], 1, [0; 4]), ([1, 8, 15, 13], 24, [3, 3], 2, [1; 4])] {
+        let onnx = conv_graph(&xs, oc, k, s, [1, 1], p, 1, true, &mut r);
+        let x = input(&mut r, &xs);
+        let (_, summary, count) = check_engine(&format!("timed conv {xs:?} k {k:?}"), &onnx, &x, opts.clone());
+        eprintln!("timed conv {xs:?} k {k:?}: {summary}");
+        assert_eq!(count, 1);
+    }
+    let xs = [1usize, 12, 8, 8];
+    let (w1, w2) = (rand_vec(&mut r, 7 * 12 * 9, -0.4, 0.4), rand_vec(&mut r, 9 * 12, -0.4, 0.4));
+    let onnx = one_op(&xs, 4, |g, x| {
+        let a = g.conv(x, (&[7, 12, 3, 3], &w1), None, 1, [1; 4], [1, 1], 1);
+        let a = g.relu(&a);
+        let c = g.conv(x, (&[9, 12, 1, 1], &w2), None, 1, [0; 4], [1, 1], 1);
+        g.concat(&[&a, &c], 1)
+    });
+    let x = input(&mut r, &xs);
+    let (_, summary, count) = check_engine("timed concat of convolutions", &onnx, &x, opts);
+    assert_eq!(count, 2, "{summary}");
 }

@@ -76,6 +76,10 @@ pub struct EngineOptions {
     /// GPU planner fusion rules left out (`EDGESIGHT_GPU_SKIP_RULES`, a developer switch for
     /// measuring each rule on a GPU; read by the entry point).
     pub gpu_skip_rules: Vec<String>,
+    /// The GPU shader for every dense convolution it can run (`EDGESIGHT_GPU_CONV`, a developer
+    /// switch for comparing the variants on a GPU; read by the entry point). None: the
+    /// planner's default, and on real GPUs the fastest variant by timing.
+    pub gpu_conv_shader: Option<gpu::kernels::Shader>,
 }
 
 /// Largest model file read (an edge model is a few MB; this guards against reading a disk image).

@@ -33,20 +33,23 @@ pub struct PlanOptions {
     pub conv: ConvImpl,
     /// Workgroup memory the depthwise tiles may use (WebGPU's guaranteed minimum by default).
     pub workgroup_bytes: usize,
-    /// Pointwise convolutions as a tiled matrix product (`conv1x1_gemm`) rather than
-    /// `conv_dense`. None: by adapter (the tiled product relies on fast workgroup memory and
-    /// barriers, which CPU drivers such as lavapipe emulate slowly: there `conv_dense` was 2x
-    /// faster on LitePose-XS).
-    pub pointwise_gemm: Option<bool>,
+    /// The shader for every dense (not depthwise) convolution it can run, instead of the
+    /// planner's default (`kernels::conv_shaders`: the tiled pointwise product, vec4 where the
+    /// plane allows, or the implicit matrix product; `conv_dense` where neither fits): for
+    /// tests and device checks of each variant. One of `ConvDense`, `Conv1x1Gemm`,
+    /// `Conv1x1Vec4`, `ConvIgemm`.
+    pub conv_shader: Option<super::kernels::Shader>,
     /// Fusion rules left out (`graph::fuse::RULES` names; "all" for none at all): for
     /// measuring each rule's effect on a GPU, never needed otherwise.
     pub skip_rules: Vec<String>,
     /// Kernel choice of the CPU tail's plan (the CPU engine's options).
     pub tail_kernels: crate::engine::cpu_kernels::KernelChoice,
-    /// Time each depthwise convolution's tiled and naive shaders when the engine is built and
-    /// keep the faster (the tiled one lost to the naive one on an H100 for most 7x7 layers).
-    /// None: on real GPUs, not on CPU emulations (there the tiled one is known to win).
-    pub time_depthwise: Option<bool>,
+    /// Time each convolution's shader against its alternatives (`kernels::variants`: the naive
+    /// shader for a depthwise one, since the tiled one lost to it on an H100 for most 7x7
+    /// layers; `conv_dense` and the other tiled forms for a dense one) when the engine is
+    /// built, and keep the fastest. None: on real GPUs with timestamp queries, not on CPU
+    /// emulations (there the planner's default stays).
+    pub time_variants: Option<bool>,
 }
 
 /// A tensor living in a GPU buffer: `storage` is shared by views (Reshape and friends).
@@ -366,7 +369,8 @@ mod tests {
 
     /// Dispatches per model (the GPU backend's cost on real GPUs is per dispatch as much as per
     /// operation) and what the fusion rules made of them, without a GPU: the goals of the fused
-    /// planner, on the bench's input sizes, with either lowering of pointwise convolutions.
+    /// planner, on the bench's input sizes, with the default convolution shaders and with
+    /// `conv_dense` for all.
     #[test]
     fn shipped_models_plan_to_few_fused_dispatches() {
         use crate::engine::gpu::kernels::Shader;
@@ -382,10 +386,10 @@ mod tests {
             ("litepose-s", built("litepose-s", 448, 448), 90),
             ("bevanet-s", built("bevanet-s", 512, 1024), 220),
         ];
-        for gemm in [true, false] {
+        for forced in [None, Some(Shader::ConvDense)] {
             for (name, (bytes, shape), goal) in &cases {
                 let model = <pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
-                let opts = PlanOptions { pointwise_gemm: Some(gemm), workgroup_bytes: 16384, ..Default::default() };
+                let opts = PlanOptions { conv_shader: forced, workgroup_bytes: 16384, ..Default::default() };
                 let p = plan(&model, shape, &opts).unwrap();
                 let count = |s: Shader| p.kernels.iter().filter(|k| k.shader == s).count();
                 assert!(p.kernels.len() <= *goal, "{name}: {} dispatches, goal {goal}; fusions {:?}", p.kernels.len(), p.fusions);
@@ -409,7 +413,11 @@ mod tests {
                         assert!(fused("concat") > 0 && fused("view") > 0 && fused("reduce_prologue") > 0, "{name}: {:?}", p.fusions);
                     }
                 }
-                eprintln!("{name} (pointwise gemm {gemm}): {} dispatches", p.kernels.len());
+                if forced.is_none() {
+                    // The tiled shaders take every dense convolution of these models.
+                    assert_eq!(count(Shader::ConvDense), 0, "{name}");
+                }
+                eprintln!("{name} (shader {forced:?}): {} dispatches", p.kernels.len());
             }
         }
     }

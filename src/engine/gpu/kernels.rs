@@ -16,6 +16,11 @@ pub enum Shader {
     ConvNaive,
     ConvDense,
     Conv1x1Gemm,
+    /// `Conv1x1Gemm` with vec4 loads and stores (planes of a multiple of 4 pixels).
+    Conv1x1Vec4,
+    /// Dense and grouped convolutions as an implicit matrix product (patches gathered into
+    /// workgroup memory).
+    ConvIgemm,
     DepthwiseTiled,
     /// A depthwise convolution and the pointwise one reading it, in one pass.
     DwPw,
@@ -39,6 +44,8 @@ impl Shader {
             Shader::ConvNaive => include_str!("../../../shaders/conv_naive.wgsl"),
             Shader::ConvDense => include_str!("../../../shaders/conv_dense.wgsl"),
             Shader::Conv1x1Gemm => include_str!("../../../shaders/conv1x1_gemm.wgsl"),
+            Shader::Conv1x1Vec4 => include_str!("../../../shaders/conv1x1_vec4.wgsl"),
+            Shader::ConvIgemm => include_str!("../../../shaders/conv_igemm.wgsl"),
             Shader::DepthwiseTiled => include_str!("../../../shaders/depthwise_tiled.wgsl"),
             Shader::DwPw => include_str!("../../../shaders/dw_pw.wgsl"),
             Shader::Squeeze => include_str!("../../../shaders/squeeze.wgsl"),
@@ -58,7 +65,16 @@ impl Shader {
     /// apply functions of the value (no extra inputs) and the output is stored contiguously.
     pub fn coords(self) -> usize {
         match self {
-            Shader::ConvNaive | Shader::ConvDense | Shader::Conv1x1Gemm | Shader::DepthwiseTiled | Shader::DwPw | Shader::Squeeze | Shader::ConvTranspose | Shader::Pool => 4,
+            Shader::ConvNaive
+            | Shader::ConvDense
+            | Shader::Conv1x1Gemm
+            | Shader::Conv1x1Vec4
+            | Shader::ConvIgemm
+            | Shader::DepthwiseTiled
+            | Shader::DwPw
+            | Shader::Squeeze
+            | Shader::ConvTranspose
+            | Shader::Pool => 4,
             Shader::Ewise | Shader::Reduce | Shader::PlaneReduce => 6,
             Shader::StridedCopy | Shader::Resize | Shader::Matmul => 0,
         }
@@ -77,6 +93,8 @@ impl Shader {
             Shader::ConvNaive => "conv_naive",
             Shader::ConvDense => "conv_dense",
             Shader::Conv1x1Gemm => "conv1x1_gemm",
+            Shader::Conv1x1Vec4 => "conv1x1_vec4",
+            Shader::ConvIgemm => "conv_igemm",
             Shader::DepthwiseTiled => "depthwise_tiled",
             Shader::DwPw => "dw_pw",
             Shader::Squeeze => "squeeze",
@@ -239,6 +257,21 @@ impl Kernel {
         }
     }
 
+    /// Whether a `Conv1x1Vec4` kernel can store 4 adjacent pixels as one vec4: they stay
+    /// adjacent and 16-byte aligned where they go (its own buffer, or a channel slice of a
+    /// concatenation; not e.g. a concatenation along the width).
+    fn stores_vec4(&self) -> bool {
+        let (ih, iw) = (self.get_u("IH"), self.get_u("IW"));
+        let s = &self.out_strides;
+        s.len() == 4
+            && (ih * iw) % 4 == 0
+            && s[3] == 1
+            && (ih == 1 || s[2] == iw as i64)
+            && self.out_base % 4 == 0
+            && s[0] % 4 == 0
+            && s[1] % 4 == 0
+    }
+
     /// The complete WGSL: baked constants, the shared functions, the output index and the
     /// epilogue, the op's shader.
     pub fn source(&self) -> String {
@@ -250,6 +283,9 @@ impl Kernel {
         }
         if !names.contains(&"NWX") {
             s.push_str("const NWX: u32 = 1u;\n");
+        }
+        if self.shader == Shader::Conv1x1Vec4 {
+            s.push_str(&format!("const OUTV: bool = {};\n", self.stores_vec4()));
         }
         s.push_str(COMMON);
         let coords = self.shader.coords();
@@ -363,14 +399,10 @@ fn v(x: usize) -> Binding {
     Binding::Value(x)
 }
 
-/// The naive shader doing what depthwise kernel `k` does (same bindings, epilogue and output
-/// layout): the alternative the engine times against the tiled one.
-pub fn naive_variant(k: &Kernel) -> Option<Kernel> {
-    if k.shader != Shader::DepthwiseTiled {
-        return None;
-    }
+/// The geometry a convolution kernel was built with (from its constants).
+fn geometry_of(k: &Kernel) -> ConvGeometry {
     let u = |n: &str| k.get_u(n);
-    let g = ConvGeometry {
+    ConvGeometry {
         n: u("N"),
         c: u("IC"),
         ih: u("IH"),
@@ -387,14 +419,124 @@ pub fn naive_variant(k: &Kernel) -> Option<Kernel> {
         dw: u("DW"),
         pt: u("PT"),
         pl: u("PL"),
-    };
+    }
+}
+
+/// Convolution kernel `k` (same bindings, epilogue and output layout) on shader `shader`;
+/// None when that shader does not take its shape.
+pub fn with_shader(k: &Kernel, shader: Shader) -> Option<Kernel> {
+    if !matches!(k.shader, Shader::ConvNaive | Shader::ConvDense | Shader::Conv1x1Gemm | Shader::Conv1x1Vec4 | Shader::ConvIgemm | Shader::DepthwiseTiled) || k.bindings.len() != 4 {
+        return None;
+    }
+    let g = geometry_of(k);
     let (Binding::Value(y), Binding::Value(x)) = (k.bindings[0], k.bindings[1]) else { return None };
-    let mut n = conv_naive(y, x, k.bindings[2], k.bindings[3], &g);
-    n.label = format!("{} (naive)", k.label);
+    let mut n = conv_on(shader, y, x, k.bindings[2], k.bindings[3], &g)?;
+    let suffix = if shader == Shader::ConvNaive { "naive" } else { shader.name() };
+    n.label = format!("{} ({suffix})", k.label);
     n.epilogue = k.epilogue.clone();
     n.out_base = k.out_base;
     n.out_strides = k.out_strides.clone();
     Some(n)
+}
+
+/// The other shaders that can do what kernel `k` does (same bindings, epilogue and output
+/// layout), in a fixed order: the alternatives the engine times against it on a real GPU. A
+/// depthwise convolution: the naive shader; a dense one: every shader of `conv_shaders`.
+pub fn variants(k: &Kernel) -> Vec<Kernel> {
+    let shaders = match k.shader {
+        Shader::DepthwiseTiled => vec![Shader::ConvNaive],
+        Shader::ConvDense | Shader::Conv1x1Gemm | Shader::Conv1x1Vec4 | Shader::ConvIgemm => {
+            let g = geometry_of(k);
+            if g.g == g.c && g.oc == g.c && g.g > 1 {
+                vec![]
+            } else {
+                conv_shaders(&g)
+            }
+        }
+        _ => vec![],
+    };
+    shaders.into_iter().filter(|&s| s != k.shader).filter_map(|s| with_shader(k, s)).collect()
+}
+
+/// The shaders that run dense (not depthwise) convolution `g`, the planner's default first:
+/// the tiled pointwise product (its vec4 form where the plane is a multiple of 4 pixels, else
+/// the scalar one) or the implicit matrix product for other kernels, then the direct
+/// `conv_dense`, which takes every shape (and is the fallback where the tiled ones do not fit
+/// the dispatch limits).
+pub fn conv_shaders(g: &ConvGeometry) -> Vec<Shader> {
+    let candidates: &[Shader] = if is_pointwise(g) {
+        &[Shader::Conv1x1Vec4, Shader::Conv1x1Gemm, Shader::ConvDense]
+    } else {
+        &[Shader::ConvIgemm, Shader::ConvDense]
+    };
+    candidates.iter().copied().filter(|&s| takes(s, g)).collect()
+}
+
+/// Whether `shader` runs convolution `g` (shape and dispatch limits).
+fn takes(shader: Shader, g: &ConvGeometry) -> bool {
+    const MAX_GROUPS: usize = 65535;
+    let plane = g.ih * g.iw;
+    match shader {
+        Shader::ConvNaive | Shader::ConvDense => true,
+        Shader::Conv1x1Gemm | Shader::Conv1x1Vec4 => {
+            let (tm, tn) = gemm_tile(g.oc, plane);
+            is_pointwise(g)
+                && (shader == Shader::Conv1x1Gemm || plane % 4 == 0)
+                && g.n <= MAX_GROUPS
+                && g.oc.div_ceil(tm) <= MAX_GROUPS
+                && plane.div_ceil(tn) <= MAX_GROUPS
+        }
+        Shader::ConvIgemm => {
+            let ocg = g.oc / g.g.max(1);
+            let (tm, tn) = gemm_tile(ocg, g.oh * g.ow);
+            g.g >= 1 && g.n * g.g <= MAX_GROUPS && ocg.div_ceil(tm) <= MAX_GROUPS && (g.oh * g.ow).div_ceil(tn) <= MAX_GROUPS
+        }
+        _ => false,
+    }
+}
+
+/// Kernel of convolution `g` on `shader` (a convolution shader that takes its shape).
+pub fn conv_on(shader: Shader, y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry) -> Option<Kernel> {
+    if !takes(shader, g) {
+        return None;
+    }
+    Some(match shader {
+        Shader::ConvNaive => conv_naive(y, x, w, b, g),
+        Shader::ConvDense => conv_dense(y, x, w, b, g),
+        Shader::Conv1x1Gemm | Shader::Conv1x1Vec4 => conv1x1(y, x, w, b, g, shader),
+        Shader::ConvIgemm => conv_igemm(y, x, w, b, g),
+        _ => return None,
+    })
+}
+
+/// A dense (not depthwise) convolution: on `prefer` where that shader takes it, else on the
+/// first of `conv_shaders`.
+pub fn dense_conv(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry, prefer: Option<Shader>) -> Kernel {
+    prefer
+        .into_iter()
+        .chain(conv_shaders(g))
+        .find_map(|s| conv_on(s, y, x, w, b, g))
+        .unwrap_or_else(|| conv_dense(y, x, w, b, g))
+}
+
+/// Tile (rows, columns) of the tiled matrix-product shaders (`conv1x1_gemm`, `conv1x1_vec4`,
+/// `conv_igemm`) for a product with `rows` output channels (per group) and `cols` output
+/// pixels (per image). Rows: 16, 32 or 64, the smallest that holds the channels (fewer
+/// multiplications by the zero rows past the end). Columns: 64, halved (down to 16) while a
+/// tile would be more than half outside the plane or the product would have fewer than 32
+/// tiles (small planes deep in a network: more, smaller workgroups). Each invocation computes
+/// 4 x 4 outputs, so workgroups have 16 to 256 invocations.
+pub fn gemm_tile(rows: usize, cols: usize) -> (usize, usize) {
+    let tm = match rows {
+        0..=16 => 16,
+        17..=32 => 32,
+        _ => 64,
+    };
+    let mut tn = 64;
+    while tn > 16 && (cols <= tn / 2 || rows.div_ceil(tm) * cols.div_ceil(tn) < 32) {
+        tn /= 2;
+    }
+    (tm, tn)
 }
 
 pub fn conv_naive(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry) -> Kernel {
@@ -411,14 +553,41 @@ pub fn conv_dense(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry) 
     k
 }
 
-/// Whether `conv1x1_gemm` applies: pointwise, stride 1, unpadded, ungrouped.
+/// Whether the pointwise shaders apply: 1 x 1, stride 1, unpadded, ungrouped.
 pub fn is_pointwise(g: &ConvGeometry) -> bool {
     g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.g == 1 && g.pt == 0 && g.pl == 0 && g.oh == g.ih && g.ow == g.iw
 }
 
+/// Whether kernel `k` is a pointwise convolution (whichever shader runs it).
+pub fn is_pointwise_kernel(k: &Kernel) -> bool {
+    matches!(k.shader, Shader::Conv1x1Gemm | Shader::Conv1x1Vec4 | Shader::ConvDense | Shader::ConvIgemm | Shader::ConvNaive)
+        && k.bindings.len() == 4
+        && is_pointwise(&geometry_of(k))
+}
+
+fn conv1x1(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry, shader: Shader) -> Kernel {
+    let plane = g.ih * g.iw;
+    let (tm, tn) = gemm_tile(g.oc, plane);
+    let label = if shader == Shader::Conv1x1Vec4 { "conv1x1v4" } else { "conv1x1" };
+    let mut k = g.consts(Kernel::new(label, shader, vec![v(y), v(x), w, b])).c("TM", tm).c("TN", tn);
+    k = k.cost(g.conv_macs(), g.conv_bytes()).space(&g.out_space());
+    k.dispatch = [plane.div_ceil(tn) as u32, g.oc.div_ceil(tm) as u32, g.n as u32];
+    k
+}
+
+/// The pointwise convolution as the scalar tiled product (`conv1x1_gemm`).
 pub fn conv1x1_gemm(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry) -> Kernel {
-    let mut k = g.consts(Kernel::new("conv1x1", Shader::Conv1x1Gemm, vec![v(y), v(x), w, b])).cost(g.conv_macs(), g.conv_bytes()).space(&g.out_space());
-    k.dispatch = [(g.ih * g.iw).div_ceil(64) as u32, g.oc.div_ceil(64) as u32, g.n as u32];
+    conv1x1(y, x, w, b, g, Shader::Conv1x1Gemm)
+}
+
+fn conv_igemm(y: usize, x: usize, w: Binding, b: Binding, g: &ConvGeometry) -> Kernel {
+    let ocg = g.oc / g.g;
+    let q = g.oh * g.ow;
+    let (tm, tn) = gemm_tile(ocg, q);
+    let label = format!("conv{}x{}{}", g.kh, g.kw, if g.g > 1 { format!("g{}", g.g) } else { String::new() });
+    let mut k = g.consts(Kernel::new(&label, Shader::ConvIgemm, vec![v(y), v(x), w, b])).c("TM", tm).c("TN", tn);
+    k = k.cost(g.conv_macs(), g.conv_bytes()).space(&g.out_space());
+    k.dispatch = [q.div_ceil(tn) as u32, ocg.div_ceil(tm) as u32, (g.n * g.g) as u32];
     k
 }
 
@@ -689,4 +858,81 @@ pub fn matmul(y: usize, out: &[usize], a: Binding, b: Binding, m: usize, k_: usi
         .c("BS2", sb[2])
         .linear(total, 64)
         .cost(total * k_, 4 * (batch * (m * k_ + k_ * n) + total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemm_tiles_follow_channels_and_plane() {
+        // Rows by output channels.
+        assert_eq!(gemm_tile(8, 4096).0, 16);
+        assert_eq!(gemm_tile(16, 4096).0, 16);
+        assert_eq!(gemm_tile(17, 4096).0, 32);
+        assert_eq!(gemm_tile(32, 4096).0, 32);
+        assert_eq!(gemm_tile(33, 4096).0, 64);
+        assert_eq!(gemm_tile(1024, 4096).0, 64);
+        // Wide planes: 64 columns; small ones: narrower tiles, never below 16.
+        assert_eq!(gemm_tile(64, 128 * 128), (64, 64));
+        assert_eq!(gemm_tile(256, 64), (64, 16));
+        assert_eq!(gemm_tile(24, 20), (32, 16));
+        assert_eq!(gemm_tile(1, 1), (16, 16));
+        assert_eq!(gemm_tile(0, 0), (16, 16));
+        for rows in [1, 3, 16, 31, 64, 65, 1000] {
+            for cols in [1, 4, 17, 63, 64, 100, 4096, 1 << 20] {
+                let (tm, tn) = gemm_tile(rows, cols);
+                assert!([16, 32, 64].contains(&tm) && [16, 32, 64].contains(&tn), "{rows} x {cols}");
+                // 16 to 256 invocations of 4 x 4 outputs.
+                assert!((16..=256).contains(&(tm * tn / 16)));
+            }
+        }
+    }
+
+    fn geo(c: usize, hw: [usize; 2], oc: usize, k: usize, s: usize, p: usize, g: usize) -> ConvGeometry {
+        let oh = (hw[0] + 2 * p - k) / s + 1;
+        let ow = (hw[1] + 2 * p - k) / s + 1;
+        ConvGeometry { n: 1, c, ih: hw[0], iw: hw[1], oc, oh, ow, g, kh: k, kw: k, sh: s, sw: s, dh: 1, dw: 1, pt: p, pl: p }
+    }
+
+    #[test]
+    fn convolutions_get_their_shaders_and_variants() {
+        let b = Binding::Param(0);
+        // Pointwise: vec4 where the plane allows, else scalar; conv_dense as the alternative.
+        let g = geo(24, [16, 16], 40, 1, 1, 0, 1);
+        assert_eq!(conv_shaders(&g), vec![Shader::Conv1x1Vec4, Shader::Conv1x1Gemm, Shader::ConvDense]);
+        let g = geo(24, [7, 9], 40, 1, 1, 0, 1);
+        assert_eq!(conv_shaders(&g), vec![Shader::Conv1x1Gemm, Shader::ConvDense]);
+        // 3 x 3, strided, grouped: the implicit product, then conv_dense.
+        let g = geo(12, [9, 11], 6, 3, 2, 1, 3);
+        assert_eq!(conv_shaders(&g), vec![Shader::ConvIgemm, Shader::ConvDense]);
+        let mut k = dense_conv(1, 0, b, b, &g, None);
+        assert_eq!(k.shader, Shader::ConvIgemm);
+        assert_eq!(k.dispatch, [(5 * 6usize).div_ceil(16) as u32, 1, 3]);
+        // A forced shader where it applies, the default where not.
+        assert_eq!(dense_conv(1, 0, b, b, &g, Some(Shader::ConvDense)).shader, Shader::ConvDense);
+        assert_eq!(dense_conv(1, 0, b, b, &g, Some(Shader::Conv1x1Vec4)).shader, Shader::ConvIgemm);
+        // Variants keep the epilogue and the output layout.
+        k.out_base = 8;
+        k.out_strides = vec![1000, 100, 10, 1];
+        let vs = variants(&k);
+        assert_eq!(vs.iter().map(|v| v.shader).collect::<Vec<_>>(), vec![Shader::ConvDense]);
+        assert_eq!((vs[0].out_base, &vs[0].out_strides, vs[0].bindings.clone()), (8, &k.out_strides, k.bindings.clone()));
+        // Vec4 stores only where 4 adjacent pixels stay adjacent and aligned.
+        let g = geo(8, [4, 6], 8, 1, 1, 0, 1);
+        let mut k = dense_conv(1, 0, b, b, &g, None);
+        assert_eq!(k.shader, Shader::Conv1x1Vec4);
+        assert!(k.source().contains("const OUTV: bool = true;"));
+        k.out_base = 2 * 24;
+        k.out_strides = vec![16 * 24, 24, 6, 1];
+        assert!(k.stores_vec4());
+        k.out_strides = vec![8 * 4 * 9, 4 * 9, 9, 1];
+        k.out_base = 0;
+        assert!(!k.stores_vec4(), "a concatenation along the width");
+        assert!(k.source().contains("const OUTV: bool = false;"));
+        // Depthwise: only the naive alternative.
+        let g = geo(8, [9, 9], 8, 3, 1, 1, 8);
+        let dw = depthwise_tiled(1, 0, b, b, &g, 16384);
+        assert_eq!(variants(&dw).iter().map(|v| v.shader).collect::<Vec<_>>(), vec![Shader::ConvNaive]);
+    }
 }

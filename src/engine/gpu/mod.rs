@@ -179,7 +179,12 @@ pub struct KernelTime {
 impl GpuEngine {
     /// Plans ONNX bytes for `input_shape`; `label` names the model in errors.
     pub fn load_onnx(bytes: &[u8], label: &str, spec: &ModelSpec, input_shape: &[usize], options: &super::EngineOptions) -> Result<GpuEngine> {
-        let opts = PlanOptions { skip_rules: options.gpu_skip_rules.clone(), tail_kernels: options.cpu.kernels.clone(), ..PlanOptions::default() };
+        let opts = PlanOptions {
+            skip_rules: options.gpu_skip_rules.clone(),
+            tail_kernels: options.cpu.kernels.clone(),
+            conv_shader: options.gpu_conv_shader,
+            ..PlanOptions::default()
+        };
         Self::load_with(bytes, label, spec.input.dtype, input_shape, &opts)
     }
 
@@ -191,9 +196,6 @@ impl GpuEngine {
         let mut opts = opts.clone();
         if opts.workgroup_bytes == 0 {
             opts.workgroup_bytes = ctx.limits.max_compute_workgroup_storage_size as usize;
-        }
-        if opts.pointwise_gemm.is_none() {
-            opts.pointwise_gemm = Some(ctx.adapter.device_type != wgpu::DeviceType::Cpu);
         }
         let plan = graph::plan(&model, input_shape, &opts).with_context(|| format!("{label}: cannot plan it for the GPU"))?;
         let tail = match &plan.tail {
@@ -215,8 +217,10 @@ impl GpuEngine {
         };
         let emulated = is_cpu_emulation(&ctx.adapter);
         let mut engine = Self::build(ctx, plan, tail, dtype, input_shape)?;
-        if opts.time_depthwise.unwrap_or(!emulated) {
-            engine.choose_depthwise_variants()?;
+        // By default only where the times mean something: GPU timestamps on a real GPU.
+        if opts.time_variants.unwrap_or(!emulated && engine.has_timestamps()) {
+            // A forced convolution shader stays (only depthwise ones are timed then).
+            engine.choose_variants(opts.conv_shader.is_none())?;
         }
         engine.plan_time = t0.elapsed();
         Ok(engine)
@@ -478,34 +482,56 @@ impl GpuEngine {
         Ok(out)
     }
 
-    /// For each depthwise convolution: its tiled shader against the naive one, both run on this
-    /// engine's buffers; the faster stays. The choice is kept per adapter and kernel for the
-    /// process, so a model planned again (another size, another session) is not timed again.
-    fn choose_depthwise_variants(&mut self) -> Result<()> {
-        static CHOSEN: std::sync::Mutex<Option<HashMap<(String, String), bool>>> = std::sync::Mutex::new(None);
+    /// For each convolution: its shader against the alternatives (`kernels::variants`: the
+    /// naive shader for a depthwise one; `conv_dense` and the other tiled forms for a dense
+    /// one), all run on this engine's buffers; the fastest stays. The choice is kept per
+    /// adapter and kernel for the process, so a model planned again (another size, another
+    /// session) is not timed again.
+    fn choose_variants(&mut self, dense: bool) -> Result<()> {
+        // (adapter, kernel source) -> the chosen alternative's index + 1 (0: the planned one).
+        static CHOSEN: std::sync::Mutex<Option<HashMap<(String, String), usize>>> = std::sync::Mutex::new(None);
         for i in 0..self.plan.kernels.len() {
-            let Some(naive) = kernels::naive_variant(&self.plan.kernels[i]) else { continue };
+            let mut variants = kernels::variants(&self.plan.kernels[i]);
+            if variants.is_empty() || !dense && self.plan.kernels[i].shader != kernels::Shader::DepthwiseTiled {
+                continue;
+            }
             let key = (self.ctx.adapter.name.clone(), self.plan.kernels[i].source());
             let known = CHOSEN.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(&key).copied()));
-            let (pipeline, bind_group) = self.compile(&naive)?;
-            let use_naive = match known {
-                Some(v) => v,
+            let mut compiled = vec![];
+            let choice = match known {
+                Some(c) => c,
                 None => {
-                    let tiled = self.time_kernel(&self.pipelines[self.pipeline_of(i)], &self.bind_groups[i], self.plan.kernels[i].dispatch)?;
-                    let plain = self.time_kernel(&pipeline, &bind_group, naive.dispatch)?;
-                    let faster = plain < tiled;
-                    if let Ok(mut m) = CHOSEN.lock() {
-                        m.get_or_insert_with(HashMap::new).insert(key, faster);
+                    let mut best = (0, self.time_kernel(&self.pipelines[self.pipeline_of(i)], &self.bind_groups[i], self.plan.kernels[i].dispatch)?);
+                    for (j, v) in variants.iter().enumerate() {
+                        // A variant this driver does not compile is left out, not an error.
+                        let Ok((pipeline, bind_group)) = self.compile(v) else {
+                            compiled.push(None);
+                            continue;
+                        };
+                        let t = self.time_kernel(&pipeline, &bind_group, v.dispatch)?;
+                        compiled.push(Some((pipeline, bind_group)));
+                        if t < best.1 {
+                            best = (j + 1, t);
+                        }
                     }
-                    faster
+                    if let Ok(mut m) = CHOSEN.lock() {
+                        m.get_or_insert_with(HashMap::new).insert(key, best.0);
+                    }
+                    best.0
                 }
             };
-            if use_naive {
-                self.pipelines.push(pipeline);
-                self.kernel_pipeline[i] = self.pipelines.len() - 1;
-                self.bind_groups[i] = bind_group;
-                self.plan.kernels[i] = naive;
+            if choice == 0 || choice > variants.len() {
+                continue;
             }
+            let v = variants.swap_remove(choice - 1);
+            let (pipeline, bind_group) = match compiled.into_iter().nth(choice - 1).flatten() {
+                Some(c) => c,
+                None => self.compile(&v)?,
+            };
+            self.pipelines.push(pipeline);
+            self.kernel_pipeline[i] = self.pipelines.len() - 1;
+            self.bind_groups[i] = bind_group;
+            self.plan.kernels[i] = v;
         }
         Ok(())
     }

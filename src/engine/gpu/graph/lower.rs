@@ -432,12 +432,7 @@ impl Planner<'_> {
         let k = match (self.opts.conv, depthwise) {
             (ConvImpl::Naive, _) => kernels::conv_naive(y, x, wb, bb, &geo),
             (ConvImpl::Fast, true) => kernels::depthwise_tiled(y, x, wb, bb, &geo, self.opts.workgroup_bytes.max(4096)),
-            (ConvImpl::Fast, false)
-                if self.opts.pointwise_gemm.unwrap_or(true) && kernels::is_pointwise(&geo) && n <= 65535 && oc.div_ceil(64) <= 65535 =>
-            {
-                kernels::conv1x1_gemm(y, x, wb, bb, &geo)
-            }
-            (ConvImpl::Fast, false) => kernels::conv_dense(y, x, wb, bb, &geo),
+            (ConvImpl::Fast, false) => kernels::dense_conv(y, x, wb, bb, &geo, self.opts.conv_shader),
         };
         self.push(k);
         Ok(y)

@@ -140,7 +140,7 @@ pub(super) fn plain(strides: &[i64], space: &[usize]) -> bool {
 
 /// The NCHW convolutions whose weights are [OC, ICG, KH, KW] and bias [OC] parameters.
 pub(super) fn is_conv(k: &Kernel) -> bool {
-    matches!(k.shader, Shader::ConvDense | Shader::Conv1x1Gemm | Shader::DepthwiseTiled | Shader::ConvNaive)
+    matches!(k.shader, Shader::ConvDense | Shader::Conv1x1Gemm | Shader::Conv1x1Vec4 | Shader::ConvIgemm | Shader::DepthwiseTiled | Shader::ConvNaive)
 }
 
 impl Planner<'_> {

@@ -10,12 +10,9 @@ use crate::engine::gpu::kernels::{self, Shader};
 pub(super) fn apply(p: &mut Planner<'_>, r: &Readers) -> bool {
     for g in 0..p.kernels.len() {
         let pw = &p.kernels[g];
-        // The pointwise convolution as a tiled product, or as `conv_dense` (as planned where
-        // the tiled product is slow, e.g. CPU drivers): 1 x 1, stride 1, unpadded, ungrouped.
-        let pointwise = |k: &crate::engine::gpu::kernels::Kernel| {
-            ["KH", "KW", "SH", "SW", "G"].iter().all(|n| k.get_u(n) == 1) && k.get_u("PT") == 0 && k.get_u("PL") == 0
-        };
-        if !(pw.shader == Shader::Conv1x1Gemm || pw.shader == Shader::ConvDense && pointwise(pw)) {
+        // The pointwise convolution, whichever shader runs it (tiled, vec4, or `conv_dense`
+        // where it was forced): 1 x 1, stride 1, unpadded, ungrouped.
+        if !kernels::is_pointwise_kernel(pw) {
             continue;
         }
         let Binding::Value(v) = pw.bindings[1] else { continue };

@@ -8,7 +8,7 @@ use crate::engine::gpu::kernels::{self, Kernel, Shader};
 
 /// A 1 x 1 convolution on 1 x 1 planes (a fully connected layer on a pooled vector).
 fn is_fc(k: &Kernel) -> bool {
-    matches!(k.shader, Shader::ConvDense | Shader::Conv1x1Gemm | Shader::ConvNaive)
+    matches!(k.shader, Shader::ConvDense | Shader::Conv1x1Gemm | Shader::Conv1x1Vec4 | Shader::ConvIgemm | Shader::ConvNaive)
         && ["KH", "KW", "IH", "IW", "OH", "OW", "G"].iter().all(|n| k.get_u(n) == 1)
         && stores_plainly(k)
 }
