@@ -291,7 +291,8 @@ struct FeedArgs {
     /// Keep up with the source in real time by dropping frames the models cannot keep up with.
     #[arg(long, value_enum, default_value_t = KeepUpArg::Auto)]
     keep_up: KeepUpArg,
-    /// Seconds to wait for a stream's or camera's first frame.
+    /// Seconds to wait for a stream's or camera's first frame (a server that refuses the
+    /// connection, e.g. a camera still booting, is asked again until then).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     connect_timeout: f64,
     /// Seconds to keep trying to reconnect a stream that dropped before giving it up as lost

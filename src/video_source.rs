@@ -299,7 +299,7 @@ impl VideoReader {
             declared_frames: None,
             duration_s: None,
         };
-        let mut r = Self::spawn(source, placeholder)?;
+        let mut r = Self::spawn(source, placeholder.clone())?;
         let deadline = Instant::now() + timeout;
         let first = loop {
             let step = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
@@ -315,6 +315,18 @@ impl VideoReader {
             let _ = r.child.wait();
             let log = r.log.finish();
             let why = log.reason().unwrap_or_else(|| "no frame".into());
+            // A camera or server that is starting (or restarting) refuses connections for a
+            // while: asked again until the connect timeout, a little apart.
+            if failure == "failed" && refused(&why) && !cancelled() {
+                let pause = Duration::from_millis(250).min(deadline.saturating_duration_since(Instant::now()));
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                    if Instant::now() < deadline {
+                        r = Self::spawn(source, placeholder.clone())?;
+                        continue;
+                    }
+                }
+            }
             match failure {
                 "interrupted" => bail!("interrupted while connecting to {shown}"),
                 "timeout" => bail!("{shown} gave no frame within {:.0} s ({why})", timeout.as_secs_f64()),
@@ -487,6 +499,13 @@ impl Drop for VideoReader {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Whether ffmpeg's reason for a failed open says the other end refused the connection (nothing
+/// listening there yet), which waiting may cure.
+fn refused(why: &str) -> bool {
+    let why = why.to_ascii_lowercase();
+    why.contains("connection refused") || why.contains("connection reset")
 }
 
 #[cfg(test)]

@@ -208,8 +208,11 @@ fn sources_that_cannot_be_opened_fail_before_any_output() {
     let d = scratch("live-refused");
     let out = d.join("o");
     let port = free_port();
-    let r = Command::new(BIN).args(["video", &url(port), "--out", s(&out)]).output().unwrap();
+    let t = Instant::now();
+    let r = Command::new(BIN).args(["video", &url(port), "--out", s(&out), "--connect-timeout", "1"]).output().unwrap();
     assert_clean_failure(&r, &["cannot open", &url(port), "refused"]);
+    // Refusals are retried until the connect timeout, not longer.
+    assert!(t.elapsed() >= Duration::from_millis(900) && t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     assert!(!out.exists(), "outputs were made for a stream that never opened");
     // Standard input that is not a video.
     let r = Command::new(BIN).args(["video", "-", "--out", s(&out)]).stdin(Stdio::null()).output().unwrap();
@@ -231,4 +234,27 @@ fn sources_that_cannot_be_opened_fail_before_any_output() {
     assert_clean_failure(&r, &[&silent, "no frame within 2 s"]);
     assert!(t.elapsed() < Duration::from_secs(30));
     hold.join().unwrap();
+}
+
+#[test]
+fn a_server_that_starts_late_is_waited_for_within_the_connect_timeout() {
+    // An IP camera that is booting refuses connections; edgesight keeps asking until
+    // --connect-timeout and then reads it as if it had been there all along.
+    let d = scratch("live-late");
+    let port = free_port();
+    let out = d.join("o");
+    let child = Command::new(BIN)
+        .args(["video", &url(port), "--out", s(&out), "--quiet", "--max-frames", "3", "--seg", "none", "--connect-timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let server = Server::start(port, 1.0);
+    let r = wait_output(child, Duration::from_secs(60));
+    server.kill();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let rep = report(&out);
+    assert_eq!(rep["ended"].as_str(), Some("complete"));
+    assert_eq!(rep["frames"].as_u64(), Some(3));
 }
