@@ -21,7 +21,10 @@ fn main() -> anyhow::Result<()> {
         let (oh, ow) = spec.output_hw(h, w).unwrap();
         let input: Vec<f32> = (0..c_in * h * w).map(|i| (i % 13) as f32 * 0.01).collect();
         let bias = vec![0.1; c_out];
-        let mut out = vec![0.0; c_out * oh * ow];
+        // Aligned to 64 bytes, as the engine's tensors are.
+        let mut out_buf = vec![0.0f32; c_out * oh * ow + 16];
+        let skip = out_buf.as_ptr().align_offset(64);
+        let out = &mut out_buf[skip..][..c_out * oh * ow];
         let threads: usize = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
         edgesight::engine::cpu_kernels::pool::set_threads(threads).expect("threads start");
         let serial = |n: usize, f: &(dyn Fn(usize) + Sync)| edgesight::engine::cpu_kernels::pool::parallel(n, f);
@@ -31,7 +34,7 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..5 {
             let t = Instant::now();
             for _ in 0..reps {
-                conv.run(&input, h, w, &bias, &mut out, &serial);
+                conv.run(&input, h, w, &bias, out, &serial);
             }
             best = best.min(t.elapsed().as_secs_f64() / reps as f64);
         }

@@ -9,7 +9,7 @@
 
 use super::choice::KernelChoice;
 use super::conv::PackedConv;
-use super::spec::{ConvSpec, Isa, SendPtr};
+use super::spec::{Clamp, ConvSpec, Isa, SendPtr};
 
 thread_local! {
     static PHASES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -132,13 +132,38 @@ impl PackedDeconv {
 
     /// One CHW image in, c_out x output_hw out.
     pub fn run(&self, input: &[f32], bias: &[f32], out: &mut [f32], par: &dyn Fn(usize, &(dyn Fn(usize) + Sync))) {
+        self.run_with(input, bias, &Tail::default(), out, par)
+    }
+
+    /// `run`, then `tail` (a residual addition, a clamp) on each output row while it is in
+    /// cache: LitePose's heads add two deconvolutions and apply a ReLU, which as separate
+    /// passes read and wrote 6 MB planes twice more.
+    pub fn run_with(&self, input: &[f32], bias: &[f32], tail: &Tail, out: &mut [f32], par: &dyn Fn(usize, &(dyn Fn(usize) + Sync))) {
         let [h, w] = self.input_hw;
         let [oh, ow] = self.output_hw;
         assert_eq!(input.len(), self.c_in * h * w);
         assert_eq!(out.len(), self.c_out * oh * ow);
-        if let Some((conv, [qh, qw])) = &self.stacked {
-            return self.run_stacked(conv, *qh, *qw, input, bias, out, par);
+        if let Some(add) = tail.add {
+            assert_eq!(add.len(), out.len());
         }
+        if let Some((conv, [qh, qw])) = &self.stacked {
+            return self.run_stacked(conv, *qh, *qw, input, bias, tail, out, par);
+        }
+        self.run_phases(input, bias, out, par);
+        if !tail.is_empty() {
+            let dst = SendPtr(out.as_mut_ptr());
+            par(self.c_out, &|co: usize| {
+                // SAFETY: each task writes only output channel `co`'s plane.
+                let plane = unsafe { std::slice::from_raw_parts_mut(dst.get().add(co * oh * ow), oh * ow) };
+                tail.apply(plane, co * oh * ow);
+            });
+        }
+    }
+
+    /// Each phase as its own convolution, scattered into the output.
+    fn run_phases(&self, input: &[f32], bias: &[f32], out: &mut [f32], par: &dyn Fn(usize, &(dyn Fn(usize) + Sync))) {
+        let [h, w] = self.input_hw;
+        let [oh, ow] = self.output_hw;
         let mut tmp = Vec::new();
         for p in &self.phases {
             tmp.clear();
@@ -183,7 +208,7 @@ impl PackedDeconv {
 impl PackedDeconv {
     /// Every phase in one convolution, then each output row interleaved from its phases' rows.
     #[allow(clippy::too_many_arguments)]
-    fn run_stacked(&self, conv: &PackedConv, qh: usize, qw: usize, input: &[f32], bias: &[f32], out: &mut [f32], par: &dyn Fn(usize, &(dyn Fn(usize) + Sync))) {
+    fn run_stacked(&self, conv: &PackedConv, qh: usize, qw: usize, input: &[f32], bias: &[f32], tail: &Tail, out: &mut [f32], par: &dyn Fn(usize, &(dyn Fn(usize) + Sync))) {
         let ([h, w], [sh, sw]) = (self.input_hw, self.stride);
         let phases = sh * sw;
         let stacked_bias: Vec<f32> = (0..phases).flat_map(|_| bias.iter().copied()).collect();
@@ -192,13 +217,13 @@ impl PackedDeconv {
         let mut tmp = PHASES.with(|t| std::mem::take(&mut *t.borrow_mut()));
         tmp.resize(phases * self.c_out * qh * qw, 0.0);
         conv.run(input, h, w, &stacked_bias, &mut tmp, par);
-        self.interleave(&tmp, qh, qw, out, par);
+        self.interleave(&tmp, qh, qw, tail, out, par);
         PHASES.with(|t| *t.borrow_mut() = tmp);
     }
 
     /// Output (oy, ox) is phase (a, b) = ((oy + pt) % sh, (ox + pl) % sw) at
     /// ((oy + pt) / sh, (ox + pl) / sw) of `tmp` (phase-major planes).
-    fn interleave(&self, tmp: &[f32], qh: usize, qw: usize, out: &mut [f32], par: &dyn Fn(usize, &(dyn Fn(usize) + Sync))) {
+    fn interleave(&self, tmp: &[f32], qh: usize, qw: usize, tail: &Tail, out: &mut [f32], par: &dyn Fn(usize, &(dyn Fn(usize) + Sync))) {
         let ([oh, ow], [sh, sw], [pt, pl]) = (self.output_hw, self.stride, self.pad_before);
         let dst = SendPtr(out.as_mut_ptr());
         let plane = qh * qw;
@@ -225,8 +250,48 @@ impl PackedDeconv {
                         *d = src_row((ox + pl) % sw)[(ox + pl) / sw];
                     }
                 }
+                tail.apply(drow, (co * oh + oy) * ow);
             }
         });
+    }
+}
+
+/// What follows a deconvolution in the graph, done on its output as it is written:
+/// `out = clamp(out + add)`, in that order (tract's Add, then its Max / Min).
+#[derive(Debug, Clone, Copy)]
+pub struct Tail<'a> {
+    /// An operand of the output's shape added to it.
+    pub add: Option<&'a [f32]>,
+    pub clamp: Clamp,
+}
+
+impl Default for Tail<'_> {
+    fn default() -> Self {
+        Tail { add: None, clamp: Clamp::NONE }
+    }
+}
+
+impl Tail<'_> {
+    fn is_empty(&self) -> bool {
+        self.add.is_none() && self.clamp == Clamp::NONE
+    }
+
+    /// On `out`, the output elements from `offset` on.
+    #[inline]
+    fn apply(&self, out: &mut [f32], offset: usize) {
+        if let Some(add) = self.add {
+            let n = out.len();
+            for (o, a) in out.iter_mut().zip(&add[offset..offset + n]) {
+                *o += *a;
+            }
+        }
+        // No clamp without one: a NaN stays a NaN, as with no Max / Min in the graph.
+        if self.clamp != Clamp::NONE {
+            let Clamp { lo, hi } = self.clamp;
+            for o in out.iter_mut() {
+                *o = o.max(lo).min(hi);
+            }
+        }
     }
 }
 
@@ -302,6 +367,22 @@ mod tests {
                 d.run(&input, &bias, &mut got, &serial);
                 for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                     assert!((a - b).abs() <= 1e-5 * (c_in as f32).sqrt() + 1e-6, "{isa:?} k{k:?} s{s:?} p{p:?} {hw:?} at {i}: {a} vs {b}");
+                }
+                // The fused tail is the plain output plus the operand, clamped: bitwise.
+                let add: Vec<f32> = (0..got.len()).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.01).collect();
+                for clamp in [Clamp::NONE, Clamp { lo: 0.0, hi: f32::INFINITY }, Clamp { lo: -0.1, hi: 0.2 }] {
+                    for with_add in [false, true] {
+                        let tail = Tail { add: with_add.then_some(&add[..]), clamp };
+                        let mut fused = vec![f32::NAN; got.len()];
+                        d.run_with(&input, &bias, &tail, &mut fused, &serial);
+                        for (i, (f, g)) in fused.iter().zip(&got).enumerate() {
+                            let mut e = if with_add { g + add[i] } else { *g };
+                            if clamp != Clamp::NONE {
+                                e = e.max(clamp.lo).min(clamp.hi);
+                            }
+                            assert_eq!(f.to_bits(), e.to_bits(), "{isa:?} k{k:?} s{s:?} {hw:?} {clamp:?} add {with_add} at {i}");
+                        }
+                    }
                 }
             }
         }

@@ -61,8 +61,9 @@ pub const REPLACE: &[Rule] = &[
     ops::conv::REPLACE,
 ];
 
-/// Then, each until it matches nowhere: what follows a replaced convolution, into it.
-pub const FUSE: &[Rule] = &[ops::conv::FUSE_CLAMP, ops::conv::FUSE_HARD_SWISH];
+/// Then, each until it matches nowhere: what follows a replaced convolution or deconvolution,
+/// into it (a deconvolution's addition before its clamp, the graph's order).
+pub const FUSE: &[Rule] = &[ops::conv::FUSE_CLAMP, ops::conv::FUSE_HARD_SWISH, ops::deconv::FUSE_ADD, ops::deconv::FUSE_CLAMP];
 
 /// Last, on the decluttered model (`patch_elementwise`).
 pub const ELEMENTWISE: &[Rule] = &[ops::broadcast::REPLACE_LARGE];

@@ -45,6 +45,8 @@ pub struct PatchCount {
     pub broadcasts: usize,
     pub fused_clamps: usize,
     pub fused_hard_swish: usize,
+    /// Additions and clamps run in a deconvolution's output pass.
+    pub fused_deconv_tails: usize,
 }
 
 /// Every node once, in the eval order from before the pass: the first rule that matches it

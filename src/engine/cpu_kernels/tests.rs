@@ -138,3 +138,60 @@ fn strided_reductions_match_tract() {
         }
     }
 }
+
+/// Two deconvolutions added and clamped at 0 (LitePose's heads): the addition and the ReLU
+/// run in one deconvolution's output pass; the result is tract's to the deconvolutions'
+/// rounding, and a negative sum still comes out as 0.
+#[test]
+fn deconv_addition_and_relu_fuse_into_the_deconvolution() {
+    use tract_onnx::tract_core::ops::cnn::{Deconv, KernelFormat, PoolSpec};
+    use tract_onnx::tract_core::ops::math;
+    let mut rng = SplitMix64(21);
+    let (c_in, c_out, h, w) = (6, 5, 9, 11);
+    let mut model = TypedModel::default();
+    let mut deconv = |model: &mut TypedModel, name: &str, x: OutletId| -> OutletId {
+        let k: Vec<f32> = (0..c_out * c_in * 16).map(|_| rng.unit_f32() - 0.5).collect();
+        let k = tract_ndarray::ArrayD::from_shape_vec(vec![c_out, c_in, 4, 4], k).unwrap().into_tensor();
+        let kernel = model.add_const(format!("{name}.k"), k).unwrap();
+        let b: Vec<f32> = (0..c_out).map(|i| i as f32 * 0.1 - 0.2).collect();
+        let bias = model.add_const(format!("{name}.b"), tract_ndarray::ArrayD::from_shape_vec(vec![c_out], b).unwrap().into_tensor()).unwrap();
+        let pool_spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec![4, 4],
+            padding: PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]),
+            dilations: None,
+            strides: Some(tvec![2, 2]),
+            input_channels: c_in,
+            output_channels: c_out,
+        };
+        let op = Deconv { pool_spec, kernel_format: KernelFormat::OIHW, adjustments: tvec![0, 0], group: 1 };
+        model.wire_node(name, op, &[x, kernel, bias]).unwrap()[0]
+    };
+    let xa = model.add_source("a", f32::fact([1, c_in, h, w])).unwrap();
+    let xb = model.add_source("b", f32::fact([1, c_in, h, w])).unwrap();
+    let a = deconv(&mut model, "da", xa);
+    let b = deconv(&mut model, "db", xb);
+    let sum = model.wire_node("sum", math::add(), &[a, b]).unwrap()[0];
+    let zero = model.add_const("zero", tract_ndarray::ArrayD::from_shape_vec(vec![1, 1, 1, 1], vec![0f32]).unwrap().into_tensor()).unwrap();
+    let relu = model.wire_node("relu", math::max(), &[sum, zero]).unwrap();
+    model.select_output_outlets(&relu).unwrap();
+    let input = |seed| {
+        let mut r = SplitMix64(seed);
+        tract_ndarray::ArrayD::from_shape_vec(vec![1, c_in, h, w], (0..c_in * h * w).map(|_| r.unit_f32() * 2.0 - 1.0).collect()).unwrap().into_tensor()
+    };
+    let inputs = tvec![input(1).into(), input(2).into()];
+    let want = model.clone().into_runnable().unwrap().run(inputs.clone()).unwrap();
+    let count = patch_model(&mut model, &KernelChoice::default()).unwrap();
+    if Isa::fast().is_some() {
+        assert_eq!((count.deconvs, count.fused_deconv_tails), (2, 2), "{count:?}");
+        assert!(model.nodes().iter().all(|n| n.name != "sum" && n.name != "relu"), "the addition and the ReLU are left in the graph");
+    }
+    let got = model.into_runnable().unwrap().run(inputs).unwrap();
+    let (g, w) = (got[0].to_plain_array_view::<f32>().unwrap(), want[0].to_plain_array_view::<f32>().unwrap());
+    assert_eq!(g.shape(), w.shape());
+    assert!(w.iter().any(|v| *v == 0.0) && w.iter().any(|v| *v > 0.0), "the case clamps some outputs and not others");
+    for (a, b) in g.iter().zip(w.iter()) {
+        assert!((a - b).abs() <= 1e-5, "{a} vs tract {b}");
+        assert!(*a >= 0.0);
+    }
+}

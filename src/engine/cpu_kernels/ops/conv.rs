@@ -250,7 +250,7 @@ fn hard_swish_after(model: &TypedModel, node: &TypedNode) -> TractResult<Option<
     Ok(Some((last.id, k)))
 }
 
-fn bin_name(node: &TypedNode) -> Option<&'static str> {
+pub(super) fn bin_name(node: &TypedNode) -> Option<&'static str> {
     let bin = node.op_as::<TypedBinOp>()?;
     ["Add", "Max", "Min", "Mul"].into_iter().find(|n| bin.0.name() == *n)
 }
@@ -276,7 +276,7 @@ fn const_operand(model: &TypedModel, node: &TypedNode, from: usize) -> TractResu
 
 /// `succ` as ("Max" | "Min", c) when it is max/min of `from`'s output and a uniform constant
 /// and keeps its shape.
-fn clamp_of(model: &TypedModel, succ: &TypedNode, from: usize) -> TractResult<Option<(&'static str, f32)>> {
+pub(super) fn clamp_of(model: &TypedModel, succ: &TypedNode, from: usize) -> TractResult<Option<(&'static str, f32)>> {
     let Some(kind @ ("Max" | "Min")) = bin_name(succ) else { return Ok(None) };
     let Some(value) = const_operand(model, succ, from)? else { return Ok(None) };
     if model.outlet_fact(succ.id.into())?.shape != model.outlet_fact(OutletId::new(from, 0))?.shape {

@@ -2,10 +2,11 @@
 //! swaps it in for tract's.
 
 use crate::engine::cpu_kernels::choice::KernelChoice;
-use crate::engine::cpu_kernels::deconv::PackedDeconv;
+use crate::engine::cpu_kernels::deconv::{PackedDeconv, Tail};
 use crate::engine::cpu_kernels::pool::parallel;
 use crate::engine::cpu_kernels::rules::{Replacement, Rule, RuleContext};
-use crate::engine::cpu_kernels::spec::Isa;
+use crate::engine::cpu_kernels::spec::{Clamp, Isa};
+use super::conv::{bin_name, clamp_of};
 use super::conv_operands;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -22,13 +23,69 @@ fn replace(cx: &RuleContext, model: &TypedModel, node: &TypedNode) -> TractResul
     Ok(Some(Replacement { patch, tally: |c| c.deconvs += 1 }))
 }
 
+/// deconv -> Add(other of the same shape) -> the addition in the deconvolution's output pass
+/// (`deconv::Tail`), when the deconvolution's output has no other reader.
+pub const FUSE_ADD: Rule = Rule { name: "deconv-add", matcher: fuse_add, compact_after: false };
+
+fn fuse_add(_: &RuleContext, model: &TypedModel, node: &TypedNode) -> TractResult<Option<Replacement>> {
+    let id = node.id;
+    // An addition after a fused clamp would run in the wrong order.
+    let Some(op) = node.op_as::<EdgesightDeconv>().filter(|op| !op.add && op.clamp == Clamp::NONE) else { return Ok(None) };
+    let Some(succ) = model.single_succ(id)? else { return Ok(None) };
+    if model.outputs.iter().any(|o| o.node == id) || bin_name(succ) != Some("Add") || succ.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let other = match (succ.inputs[0].node == id, succ.inputs[1].node == id) {
+        (true, false) => succ.inputs[1],
+        (false, true) => succ.inputs[0],
+        _ => return Ok(None),
+    };
+    let (mine, theirs, sum) = (model.outlet_fact(id.into())?, model.outlet_fact(other)?, model.outlet_fact(succ.id.into())?);
+    if theirs.datum_type != f32::datum_type() || theirs.shape != mine.shape || sum.shape != mine.shape {
+        return Ok(None);
+    }
+    let mut fused = op.clone();
+    fused.add = true;
+    let mut patch = TypedModelPatch::default();
+    let inputs = patch.taps(model, &[node.inputs[0], node.inputs[1], other])?;
+    let out = patch.wire_node(format!("{}.add", node.name), fused, &inputs)?;
+    patch.shunt_outside(model, succ.id.into(), out[0])?;
+    Ok(Some(Replacement { patch, tally: |c| c.fused_deconv_tails += 1 }))
+}
+
+/// deconv -> max(x, c) -> min(x, c) (ReLU, ReLU6, Clip) -> the clamp in the deconvolution's
+/// output pass, when the deconvolution's output has no other reader.
+pub const FUSE_CLAMP: Rule = Rule { name: "deconv-clamp", matcher: fuse_clamp, compact_after: false };
+
+fn fuse_clamp(_: &RuleContext, model: &TypedModel, node: &TypedNode) -> TractResult<Option<Replacement>> {
+    let id = node.id;
+    let Some(op) = node.op_as::<EdgesightDeconv>() else { return Ok(None) };
+    let Some(succ) = model.single_succ(id)? else { return Ok(None) };
+    if model.outputs.iter().any(|o| o.node == id) {
+        return Ok(None);
+    }
+    let Some((kind, value)) = clamp_of(model, succ, id)? else { return Ok(None) };
+    let mut op = op.clone();
+    match kind {
+        "Max" => op.clamp.lo = op.clamp.lo.max(value),
+        _ => op.clamp.hi = op.clamp.hi.min(value),
+    }
+    let patch = TypedModelPatch::fuse_with_next(model, node, op)?;
+    Ok(Some(Replacement { patch, tally: |c| c.fused_deconv_tails += 1 }))
+}
+
 /// A transposed convolution (group 1, constant weights) run by `deconv::PackedDeconv`. Inputs:
-/// the data and the bias.
+/// the data, the bias and, with `add`, an operand of the output's shape added to the output;
+/// then `clamp`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgesightDeconv {
     pub deconv: PackedDeconv,
     pub batch: usize,
     pub batch_axis: bool,
+    /// A third input is added to the output (a fused Add).
+    pub add: bool,
+    /// A fused Max / Min against constants, after the addition.
+    pub clamp: Clamp,
 }
 
 impl Eq for EdgesightDeconv {}
@@ -46,7 +103,7 @@ impl Op for EdgesightDeconv {
 
     fn info(&self) -> TractResult<Vec<String>> {
         let d = &self.deconv;
-        Ok(vec![format!("{} -> {} {:?} -> {:?} s {:?}", d.c_in, d.c_out, d.input_hw, d.output_hw, d.stride)])
+        Ok(vec![format!("{} -> {} {:?} -> {:?} s {:?} add {} clamp {:?}", d.c_in, d.c_out, d.input_hw, d.output_hw, d.stride, self.add, self.clamp)])
     }
 
     fn validation(&self) -> Validation {
@@ -77,8 +134,14 @@ impl EvalOp for EdgesightDeconv {
         {
             let mut view = t.try_as_plain_ram_mut()?;
             let out = view.as_slice_mut::<f32>()?;
-            for (img, o) in input.chunks(plane_in).zip(out.chunks_mut(plane_out)) {
-                d.run(img, &bias, o, &parallel);
+            let add = if self.add { Some(inputs[2].to_plain_array_view::<f32>()?) } else { None };
+            let add = match &add {
+                Some(a) => Some(a.as_slice().context("EdgesightDeconv addend is not contiguous")?),
+                None => None,
+            };
+            for (i, (img, o)) in input.chunks(plane_in).zip(out.chunks_mut(plane_out)).enumerate() {
+                let tail = Tail { add: add.map(|a| &a[i * plane_out..][..plane_out]), clamp: self.clamp };
+                d.run_with(img, &bias, &tail, o, &parallel);
             }
         }
         Ok(tvec!(t.into_tvalue()))
@@ -88,8 +151,11 @@ impl EvalOp for EdgesightDeconv {
 impl TypedOp for EdgesightDeconv {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let d = &self.deconv;
-        ensure!(inputs.len() == 2 && inputs[0].datum_type == f32::datum_type() && inputs[1].datum_type == f32::datum_type());
+        ensure!(inputs.len() == 2 + self.add as usize && inputs.iter().all(|i| i.datum_type == f32::datum_type()));
         ensure!(inputs[0].shape.as_concrete() == Some(&self.shape(d.c_in, d.input_hw)[..]));
+        if self.add {
+            ensure!(inputs[2].shape.as_concrete() == Some(&self.shape(d.c_out, d.output_hw)[..]));
+        }
         Ok(tvec!(f32::fact(self.shape(d.c_out, d.output_hw))))
     }
 
@@ -144,5 +210,5 @@ fn edgesight_deconv(model: &TypedModel, node: &TypedNode, op: &Deconv, isa: Isa,
         isa,
         choice,
     );
-    Ok(Some(EdgesightDeconv { deconv, batch: n, batch_axis }))
+    Ok(Some(EdgesightDeconv { deconv, batch: n, batch_axis, add: false, clamp: Clamp::NONE }))
 }
