@@ -91,6 +91,36 @@ impl PackedConv {
         })
     }
 
+    /// The weights in OIHW order, as planned.
+    pub fn oihw(&self) -> Vec<f32> {
+        self.direct.oihw()
+    }
+
+    /// A blocked depthwise convolution (`ConvStrategy::DepthwiseBlocked`) of the output of
+    /// `expansion`, run on the expansion's input (`input`: its c_in planes of the planned size):
+    /// the expanded planes are never written out. `None` for any other strategy.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_expanded(&self, expansion: &super::dw_blocked::Expansion, input: &[f32], bias: &[f32], out: &mut [f32], par: &dyn Fn(usize, &(dyn Fn(usize) + Sync))) -> Option<()> {
+        let bd = self.blocked.as_ref().filter(|_| self.strategy == ConvStrategy::DepthwiseBlocked)?;
+        let [h, w] = self.input_hw;
+        let (oh, ow) = self.spec.output_hw(h, w)?;
+        assert_eq!(input.len(), expansion.c_in() * h * w);
+        assert_eq!(out.len(), self.spec.c_out * oh * ow);
+        assert_eq!(bias.len(), self.spec.c_out);
+        let out = SendPtr(out.as_mut_ptr());
+        let threads = super::pool::threads();
+        // SAFETY: as in `run`'s blocked path: each task writes only its own block's channels in
+        // its own band of rows of the c_out x oh x ow output (asserted above).
+        par(bd.tasks(oh, threads), &|t: usize| unsafe { bd.run_task(t, threads, input, Some(expansion), h, w, bias, self.clamp, out.get(), oh, ow) });
+        Some(())
+    }
+
+    /// The input size the convolution was planned for.
+    pub fn input_hw(&self) -> [usize; 2] {
+        self.input_hw
+    }
+
     /// The kernel this convolution runs with.
     pub fn strategy(&self) -> ConvStrategy {
         self.strategy
@@ -124,7 +154,7 @@ impl PackedConv {
                 // SAFETY: `out` holds c_out x oh x ow floats (asserted above); each task writes
                 // only its own block's channels in its own band of rows.
                 let threads = super::pool::threads();
-                par(bd.tasks(oh, threads), &|t: usize| unsafe { bd.run_task(t, threads, input, h, w, bias, self.clamp, out.get(), oh, ow) });
+                par(bd.tasks(oh, threads), &|t: usize| unsafe { bd.run_task(t, threads, input, None, h, w, bias, self.clamp, out.get(), oh, ow) });
             }
             #[cfg(target_arch = "x86_64")]
             ConvStrategy::DepthwiseDirect => {

@@ -76,6 +76,28 @@ impl DirectConv {
         &self.weights[self.block_offsets[c]..][..self.spec.kernel[0] * self.spec.kernel[1]]
     }
 
+    /// The weights in OIHW order ([c_out][c_in / group][kh][kw]), as `new` took them.
+    pub fn oihw(&self) -> Vec<f32> {
+        let s = &self.spec;
+        let (g, taps) = (s.group, s.kernel[0] * s.kernel[1]);
+        let (cig, cog) = (s.c_in / g, s.c_out / g);
+        let mut out = vec![0.0; s.c_out * cig * taps];
+        for gi in 0..g {
+            for (bi, &(c0, r)) in self.blocks.iter().enumerate() {
+                let packed = &self.weights[self.block_offsets[gi * self.blocks.len() + bi]..];
+                for ci in 0..cig {
+                    for t in 0..taps {
+                        for j in 0..r {
+                            let co = gi * cog + c0 + j;
+                            out[(co * cig + ci) * taps + t] = packed[(ci * taps + t) * r + j];
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Multiply-accumulates for an input of `h` x `w`.
     pub fn macs(&self, h: usize, w: usize) -> usize {
         let (oh, ow) = self.spec.output_hw(h, w).unwrap_or((0, 0));

@@ -88,17 +88,21 @@ impl BlockedDw {
     /// `out` points to `channels x oh x ow` writable floats, and no other thread touches this
     /// task's channels x rows of the output while it runs (other tasks may run concurrently).
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn run_task(&self, t: usize, threads: usize, input: &[f32], h: usize, w: usize, bias: &[f32], clamp: Clamp, out: *mut f32, oh: usize, ow: usize) {
+    /// With `expansion`, `input` is the expansion's input (its c_in planes of h x w) and the
+    /// depthwise convolution's input rows are computed from it as they are needed.
+    pub unsafe fn run_task(&self, t: usize, threads: usize, input: &[f32], expansion: Option<&Expansion>, h: usize, w: usize, bias: &[f32], clamp: Clamp, out: *mut f32, oh: usize, ow: usize) {
         let bands = self.bands(oh, threads);
         let (b, band) = (t / bands, t % bands);
-        self.run_rows(b, band * oh / bands..(band + 1) * oh / bands, input, h, w, bias, clamp, out, oh, ow);
+        self.run_rows(b, band * oh / bands..(band + 1) * oh / bands, input, expansion, h, w, bias, clamp, out, oh, ow);
     }
 
     /// Output rows `out_rows` of block b (see `run_task`).
     #[allow(clippy::too_many_arguments)]
-    unsafe fn run_rows(&self, b: usize, out_rows: std::ops::Range<usize>, input: &[f32], h: usize, w: usize, bias: &[f32], clamp: Clamp, out: *mut f32, oh: usize, ow: usize) {
+    unsafe fn run_rows(&self, b: usize, out_rows: std::ops::Range<usize>, input: &[f32], expansion: Option<&Expansion>, h: usize, w: usize, bias: &[f32], clamp: Clamp, out: *mut f32, oh: usize, ow: usize) {
         assert!(std::arch::is_x86_feature_detected!("avx512f"));
-        assert!(input.len() == self.channels * h * w && bias.len() == self.channels && b < self.blocks() && out_rows.end <= oh);
+        let planes = expansion.map_or(self.channels, |e| e.c_in);
+        assert!(input.len() == planes * h * w && bias.len() == self.channels && b < self.blocks() && out_rows.end <= oh);
+        assert!(expansion.is_none_or(|e| e.bias.len() == self.blocks() * 16));
         let [kh, kw] = self.kernel;
         let [sh, sw] = self.stride;
         let [dh, dw] = self.dilation;
@@ -120,7 +124,8 @@ impl BlockedDw {
             let skip = buf.as_ptr().align_offset(64).min(15);
             let buf = &mut buf[skip..];
             let ring = buf.as_mut_ptr();
-            let src = &input[c0 * h * w..];
+            // The block's own planes, or every plane the expansion reads.
+            let src = if expansion.is_some() { input } else { &input[c0 * h * w..] };
             // SAFETY: avx512f checked above; the ring holds span x bw x 16 floats and every row
             // index is taken modulo span; input reads are masked to nc channels and w columns;
             // output writes go to nc channels' rows of ow columns, masked, inside `out`
@@ -145,13 +150,34 @@ impl BlockedDw {
                 for oy in out_rows {
                     let y0 = oy * sh;
                     for y in filled.max(y0)..y0 + span {
-                        self.fill_row(ring.add((y % span) * bw * 16), bw, src, h, w, nc, y);
+                        let row = ring.add((y % span) * bw * 16);
+                        match expansion {
+                            Some(e) => self.fill_row_expanded(e, b, row, bw, src, h, w, y),
+                            None => self.fill_row(row, bw, src, h, w, nc, y),
+                        }
                     }
                     filled = y0 + span;
                     tile(&rows, y0 % span, wts, bias16, clamp, kw, dw, tiles, out.add(c0 * oh * ow + oy * ow), oh * ow, ow, nc);
                 }
             }
         });
+    }
+
+    /// `fill_row` for block `b` of the expansion's output: padded row `y` computed from the
+    /// expansion's input planes (h x w at `src`). The padding is zeros, as the depthwise
+    /// convolution pads what the expansion wrote.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn fill_row_expanded(&self, e: &Expansion, b: usize, row: *mut f32, bw: usize, src: &[f32], h: usize, w: usize, y: usize) {
+        let [pt, pl] = self.pad_before;
+        let zero = _mm512_setzero_ps();
+        let inside = y >= pt && y < pt + h;
+        for x in (0..bw).filter(|&x| !inside || x < pl || x >= pl + w) {
+            _mm512_storeu_ps(row.add(x * 16), zero);
+        }
+        if inside {
+            e.row(b, src.as_ptr().add((y - pt) * w), h * w, w, row.add(pl * 16));
+        }
     }
 
     /// Fills one blocked row (bw pixels x 16 channels at `row`) with padded input row `y` of
@@ -199,6 +225,108 @@ impl BlockedDw {
                 _mm512_storeu_ps(row.add((pl + x0 + j) * 16), *v);
             }
             x0 += 16;
+        }
+    }
+}
+
+/// A pointwise convolution (c_in planes -> the depthwise convolution's channels, with bias and
+/// clamp) whose output only the depthwise convolution reads: its rows are computed straight
+/// into the ring as they are needed instead of being written out and read back (LitePose's and
+/// MoveNet's expansions over their largest maps wrote 9-19 MB that the next op read again).
+/// Each output is the pointwise kernel's arithmetic in its order (bias, then one fused
+/// multiply-add per input channel in turn, then max and min), so the result is bitwise the
+/// unfused pair's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expansion {
+    c_in: usize,
+    /// Per block of 16 channels: [ci][16] weights, zero past the last channel.
+    weights: Vec<f32>,
+    /// Per block: 16 biases, zero past the last channel.
+    bias: Vec<f32>,
+    clamp: Clamp,
+}
+
+impl Expansion {
+    /// `weights` as [channel][c_in] (a 1x1 convolution's OIHW), one bias per channel.
+    pub fn new(c_in: usize, channels: usize, weights: &[f32], bias: &[f32], clamp: Clamp) -> Expansion {
+        assert_eq!(weights.len(), channels * c_in);
+        assert_eq!(bias.len(), channels);
+        let blocks = channels.div_ceil(16);
+        let mut w = vec![0.0; blocks * c_in * 16];
+        let mut b = vec![0.0; blocks * 16];
+        for c in 0..channels {
+            b[c] = bias[c];
+            for ci in 0..c_in {
+                w[((c / 16) * c_in + ci) * 16 + c % 16] = weights[c * c_in + ci];
+            }
+        }
+        Expansion { c_in, weights: w, bias: b, clamp }
+    }
+
+    pub fn c_in(&self) -> usize {
+        self.c_in
+    }
+
+    /// Block `b`'s 16 channels of `n` pixels of one row (the row's pixels in each input plane
+    /// at `src`, planes `plane` apart) into `dst` as [pixel][16].
+    #[target_feature(enable = "avx512f")]
+    unsafe fn row(&self, b: usize, src: *const f32, plane: usize, n: usize, dst: *mut f32) {
+        let w = self.weights.as_ptr().add(b * self.c_in * 16);
+        let bias = _mm512_loadu_ps(self.bias.as_ptr().add(b * 16));
+        let clamp = self.clamp != Clamp::NONE;
+        let (lo, hi) = (_mm512_set1_ps(self.clamp.lo), _mm512_set1_ps(self.clamp.hi));
+        let store = |x: usize, v: __m512| {
+            let v = if clamp { _mm512_min_ps(_mm512_max_ps(v, lo), hi) } else { v };
+            _mm512_storeu_ps(dst.add(x * 16), v);
+        };
+        let mut x = 0;
+        // Sixteen pixels at a time: each weight vector loaded once feeds sixteen accumulators.
+        while x + 16 <= n {
+            let mut acc = [bias; 16];
+            for ci in 0..self.c_in {
+                let wv = _mm512_loadu_ps(w.add(ci * 16));
+                let p = src.add(ci * plane + x);
+                unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
+                    acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(*p.add(j)), wv, acc[j]);
+                });
+            }
+            unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
+                store(x + j, acc[j]);
+            });
+            x += 16;
+        }
+        while x + 8 <= n {
+            let mut acc = [bias; 8];
+            for ci in 0..self.c_in {
+                let wv = _mm512_loadu_ps(w.add(ci * 16));
+                let p = src.add(ci * plane + x);
+                unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7] {
+                    acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(*p.add(j)), wv, acc[j]);
+                });
+            }
+            unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7] {
+                store(x + j, acc[j]);
+            });
+            x += 8;
+        }
+        // The last few as a group of eight too (the last pixel repeated): one pixel at a time
+        // is one chain of dependent multiply-adds, which took longer than the rest of a
+        // 28-pixel row.
+        if x < n {
+            let last = n - 1;
+            let mut acc = [bias; 8];
+            for ci in 0..self.c_in {
+                let wv = _mm512_loadu_ps(w.add(ci * 16));
+                let p = src.add(ci * plane);
+                unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7] {
+                    acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(*p.add((x + j).min(last))), wv, acc[j]);
+                });
+            }
+            unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7] {
+                if x + j < n {
+                    store(x + j, acc[j]);
+                }
+            });
         }
     }
 }
@@ -452,7 +580,7 @@ mod tests {
             let threads = 1 + case % 4;
             for t in 0..d.tasks(oh, threads) {
                 // SAFETY: `got` holds c x oh x ow floats.
-                unsafe { d.run_task(t, threads, &input, h, w, &bias, clamp, got.as_mut_ptr(), oh, ow) };
+                unsafe { d.run_task(t, threads, &input, None, h, w, &bias, clamp, got.as_mut_ptr(), oh, ow) };
             }
             let tol = 1e-5 * ((k[0] * k[1]) as f32).sqrt();
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
@@ -462,5 +590,56 @@ mod tests {
         }
         assert!(tested > 200, "only {tested} shapes were valid");
         assert!(banded > 30, "only {banded} shapes were cut into bands");
+    }
+
+    /// A pointwise expansion computed into the ring gives bitwise what the pointwise kernel
+    /// writes and the blocked kernel then reads: channels around the block size, kernels 3-7,
+    /// strides 1-2, uneven padding, odd widths, with and without clamps, on one thread and on
+    /// two (row bands, whose halo rows are expanded again).
+    #[test]
+    fn expansion_in_the_ring_is_bitwise_the_two_kernels() {
+        use crate::engine::cpu_kernels::choice::KernelChoice;
+        use crate::engine::cpu_kernels::conv::PackedConv;
+        use crate::engine::cpu_kernels::pool;
+        use crate::engine::cpu_kernels::spec::Isa;
+        use crate::engine::cpu_kernels::strategy::ConvStrategy;
+        if !avx512_or_skip("dw_blocked::expansion_in_the_ring_is_bitwise_the_two_kernels") {
+            return;
+        }
+        let mut rng = SplitMix64(77);
+        let choice = KernelChoice::default();
+        for case in 0..40 {
+            let threads = 1 + case % 2;
+            pool::set_threads(threads).unwrap();
+            let c_in = 1 + rng.below(40);
+            let c = [16, 17, 32, 40, 96, 5][case % 6];
+            let k = [3, 5, 7][rng.below(3)];
+            let stride = 1 + rng.below(2);
+            let (h, w) = (3 + rng.below(30), 3 + rng.below(40));
+            let (pt, pl) = (rng.below(k), rng.below(k));
+            let relu6 = Clamp { lo: 0.0, hi: 6.0 };
+            let (clamp_e, clamp_d) = if case % 3 == 0 { (Clamp::NONE, Clamp::NONE) } else { (relu6, relu6) };
+            let pw = ConvSpec { c_in, c_out: c, group: 1, kernel: [1, 1], stride: [1, 1], dilation: [1, 1], pad_before: [0, 0], pad_after: [0, 0] };
+            let dw = ConvSpec { c_in: c, c_out: c, group: c, kernel: [k, k], stride: [stride; 2], dilation: [1, 1], pad_before: [pt, pl], pad_after: [k - 1 - pt, k / 2] };
+            let Some((oh, ow)) = dw.output_hw(h, w) else { continue };
+            let pw_w: Vec<f32> = (0..c * c_in).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
+            let dw_w: Vec<f32> = (0..c * k * k).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
+            let (pw_b, dw_b): (Vec<f32>, Vec<f32>) = ((0..c).map(|_| rng.unit_f32() - 0.5).collect(), (0..c).map(|_| rng.unit_f32() - 0.5).collect());
+            let input: Vec<f32> = (0..c_in * h * w).map(|_| rng.unit_f32() * 4.0 - 2.0).collect();
+            let pointwise = PackedConv::plan(pw, &pw_w, clamp_e, Isa::Avx512, h, w, &choice);
+            let depthwise = PackedConv::with_strategy(dw, &dw_w, clamp_d, Isa::Avx512, h, w, ConvStrategy::DepthwiseBlocked).expect("blocked takes it");
+            let par = |n: usize, f: &(dyn Fn(usize) + Sync)| pool::parallel(n, f);
+            let mut mid = vec![f32::NAN; c * h * w];
+            pointwise.run(&input, h, w, &pw_b, &mut mid, &par);
+            let mut want = vec![f32::NAN; c * oh * ow];
+            depthwise.run(&mid, h, w, &dw_b, &mut want, &par);
+            let e = Expansion::new(c_in, c, &pointwise.oihw(), &pw_b, clamp_e);
+            let mut got = vec![f32::NAN; c * oh * ow];
+            depthwise.run_expanded(&e, &input, &dw_b, &mut got, &par).expect("blocked");
+            for (i, (g, x)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), x.to_bits(), "case {case}: {c_in}->{c} k{k} s{stride} {h}x{w} pad {pt},{pl} at {i}: {g} vs {x}");
+            }
+        }
+        pool::set_threads(1).unwrap();
     }
 }

@@ -38,6 +38,8 @@ pub use choice::{DenseForce, DepthwiseForce, KernelChoice};
 pub use ops::broadcast::{BinKind, EdgesightBroadcast};
 pub use ops::conv::EdgesightConv;
 pub use ops::deconv::EdgesightDeconv;
+#[cfg(target_arch = "x86_64")]
+pub use ops::expand_dw::EdgesightExpandDw;
 pub use ops::move_axis::EdgesightMoveAxis;
 pub use ops::plane_mean::EdgesightPlaneMean;
 pub use ops::reduce::{EdgesightReduce, StridedReducer};
@@ -63,7 +65,16 @@ pub const REPLACE: &[Rule] = &[
 
 /// Then, each until it matches nowhere: what follows a replaced convolution or deconvolution,
 /// into it (a deconvolution's addition before its clamp, the graph's order).
-pub const FUSE: &[Rule] = &[ops::conv::FUSE_CLAMP, ops::conv::FUSE_HARD_SWISH, ops::deconv::FUSE_ADD, ops::deconv::FUSE_CLAMP];
+/// Last, a pointwise expansion into the blocked depthwise convolution that alone reads it
+/// (both with their clamps by then).
+pub const FUSE: &[Rule] = &[
+    ops::conv::FUSE_CLAMP,
+    ops::conv::FUSE_HARD_SWISH,
+    ops::deconv::FUSE_ADD,
+    ops::deconv::FUSE_CLAMP,
+    #[cfg(target_arch = "x86_64")]
+    ops::expand_dw::FUSE,
+];
 
 /// Last, on the decluttered model (`patch_elementwise`).
 pub const ELEMENTWISE: &[Rule] = &[ops::broadcast::REPLACE_LARGE];

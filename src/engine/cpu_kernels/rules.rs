@@ -47,6 +47,8 @@ pub struct PatchCount {
     pub fused_hard_swish: usize,
     /// Additions and clamps run in a deconvolution's output pass.
     pub fused_deconv_tails: usize,
+    /// Pointwise expansions computed inside the depthwise convolution that reads them.
+    pub fused_expansions: usize,
 }
 
 /// Every node once, in the eval order from before the pass: the first rule that matches it

@@ -195,3 +195,59 @@ fn deconv_addition_and_relu_fuse_into_the_deconvolution() {
         assert!(*a >= 0.0);
     }
 }
+
+/// A pointwise expansion (few inputs, a large output), its ReLU6 and the 7x7 stride-2
+/// depthwise convolution that alone reads it become one op; the result is tract's to the
+/// convolutions' rounding. An expansion with a second reader stays apart.
+#[test]
+fn expansion_into_a_blocked_depthwise_fuses_where_it_is_large() {
+    use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
+    use tract_onnx::tract_core::ops::math;
+    let mut rng = SplitMix64(31);
+    let (c_in, c, h, w) = (16, 32, 224, 224);
+    let mut conv = |model: &mut TypedModel, name: &str, x: OutletId, ci: usize, co: usize, k: usize, stride: usize, group: usize| -> OutletId {
+        let n = co * ci / group * k * k;
+        let kernel = tract_ndarray::ArrayD::from_shape_vec(vec![co, ci / group, k, k], (0..n).map(|_| rng.unit_f32() - 0.5).collect()).unwrap();
+        let kernel = model.add_const(format!("{name}.k"), kernel.into_tensor()).unwrap();
+        let bias = tract_ndarray::ArrayD::from_shape_vec(vec![co], (0..co).map(|_| rng.unit_f32() - 0.5).collect()).unwrap();
+        let bias = model.add_const(format!("{name}.b"), bias.into_tensor()).unwrap();
+        let p = k / 2;
+        let pool_spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec![k, k],
+            padding: PaddingSpec::Explicit(tvec![p, p], tvec![p, p]),
+            dilations: None,
+            strides: Some(tvec![stride, stride]),
+            input_channels: ci,
+            output_channels: co,
+        };
+        model.wire_node(name, Conv { pool_spec, kernel_fmt: KernelFormat::OIHW, group, q_params: None }, &[x, kernel, bias]).unwrap()[0]
+    };
+    for second_reader in [false, true] {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, c_in, h, w])).unwrap();
+        let e = conv(&mut model, "expand", x, c_in, c, 1, 1, 1);
+        let zero = model.add_const("zero", tract_ndarray::ArrayD::from_shape_vec(vec![1, 1, 1, 1], vec![0f32]).unwrap().into_tensor()).unwrap();
+        let six = model.add_const("six", tract_ndarray::ArrayD::from_shape_vec(vec![1, 1, 1, 1], vec![6f32]).unwrap().into_tensor()).unwrap();
+        let lo = model.wire_node("relu6.lo", math::max(), &[e, zero]).unwrap()[0];
+        let e6 = model.wire_node("relu6.hi", math::min(), &[lo, six]).unwrap()[0];
+        let d = conv(&mut model, "dw", e6, c, c, 7, 2, c);
+        let mut outputs = vec![d];
+        if second_reader {
+            outputs.push(e6);
+        }
+        model.select_output_outlets(&outputs).unwrap();
+        let mut r = SplitMix64(32);
+        let input = tract_ndarray::ArrayD::from_shape_vec(vec![1, c_in, h, w], (0..c_in * h * w).map(|_| r.unit_f32() * 4.0 - 2.0).collect()).unwrap().into_tensor();
+        let want = model.clone().into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
+        let count = patch_model(&mut model, &KernelChoice::default()).unwrap();
+        let avx512 = Isa::fast() == Some(Isa::Avx512);
+        assert_eq!(count.fused_expansions, usize::from(avx512 && !second_reader), "second reader {second_reader}: {count:?}");
+        let got = model.into_runnable().unwrap().run(tvec![input.into()]).unwrap();
+        let (g, w) = (got[0].to_plain_array_view::<f32>().unwrap(), want[0].to_plain_array_view::<f32>().unwrap());
+        assert_eq!(g.shape(), w.shape());
+        for (a, b) in g.iter().zip(w.iter()) {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs tract {b}");
+        }
+    }
+}

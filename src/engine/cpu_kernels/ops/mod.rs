@@ -4,6 +4,8 @@
 pub mod broadcast;
 pub mod conv;
 pub mod deconv;
+#[cfg(target_arch = "x86_64")]
+pub mod expand_dw;
 pub mod move_axis;
 pub mod plane_mean;
 pub mod reduce;
