@@ -126,20 +126,30 @@ fn replace(cx: &RuleContext, model: &TypedModel, node: &TypedNode) -> TractResul
 pub const FUSE_CLAMP: Rule = Rule { name: "conv-clamp", matcher: fuse_clamp, compact_after: false };
 
 fn fuse_clamp(_: &RuleContext, model: &TypedModel, node: &TypedNode) -> TractResult<Option<Replacement>> {
-    let id = node.id;
     let Some(op) = node.op_as::<EdgesightConv>() else { return Ok(None) };
-    let Some(succ) = model.single_succ(id)? else { return Ok(None) };
-    if model.outputs.iter().any(|o| o.node == id) {
-        return Ok(None);
-    }
-    let Some((kind, value)) = clamp_of(model, succ, id)? else { return Ok(None) };
+    let Some((kind, value)) = clamp_after(model, node)? else { return Ok(None) };
     let mut op = op.clone();
-    match kind {
-        "Max" => op.conv.clamp.lo = op.conv.clamp.lo.max(value),
-        _ => op.conv.clamp.hi = op.conv.clamp.hi.min(value),
-    }
+    tighten(&mut op.conv.clamp, kind, value);
     let patch = TypedModelPatch::fuse_with_next(model, node, op)?;
     Ok(Some(Replacement { patch, tally: |c| c.fused_clamps += 1 }))
+}
+
+/// The clamp that `node`'s only reader applies (`clamp_of`), when `node`'s output is not also a
+/// model output.
+pub(super) fn clamp_after(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(&'static str, f32)>> {
+    let Some(succ) = model.single_succ(node.id)? else { return Ok(None) };
+    if model.outputs.iter().any(|o| o.node == node.id) {
+        return Ok(None);
+    }
+    clamp_of(model, succ, node.id)
+}
+
+/// `clamp` followed by max(x, value) ("Max") or min(x, value).
+pub(super) fn tighten(clamp: &mut Clamp, kind: &str, value: f32) {
+    match kind {
+        "Max" => clamp.lo = clamp.lo.max(value),
+        _ => clamp.hi = clamp.hi.min(value),
+    }
 }
 
 /// conv -> hard swish (`hard_swish_after`) -> the hard swish of the `EdgesightConv`.
@@ -276,7 +286,7 @@ fn const_operand(model: &TypedModel, node: &TypedNode, from: usize) -> TractResu
 
 /// `succ` as ("Max" | "Min", c) when it is max/min of `from`'s output and a uniform constant
 /// and keeps its shape.
-pub(super) fn clamp_of(model: &TypedModel, succ: &TypedNode, from: usize) -> TractResult<Option<(&'static str, f32)>> {
+fn clamp_of(model: &TypedModel, succ: &TypedNode, from: usize) -> TractResult<Option<(&'static str, f32)>> {
     let Some(kind @ ("Max" | "Min")) = bin_name(succ) else { return Ok(None) };
     let Some(value) = const_operand(model, succ, from)? else { return Ok(None) };
     if model.outlet_fact(succ.id.into())?.shape != model.outlet_fact(OutletId::new(from, 0))?.shape {

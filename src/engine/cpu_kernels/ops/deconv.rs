@@ -6,7 +6,7 @@ use crate::engine::cpu_kernels::deconv::{PackedDeconv, Tail};
 use crate::engine::cpu_kernels::pool::parallel;
 use crate::engine::cpu_kernels::rules::{Replacement, Rule, RuleContext};
 use crate::engine::cpu_kernels::spec::{Clamp, Isa};
-use super::conv::{bin_name, clamp_of};
+use super::conv::{bin_name, clamp_after, tighten};
 use super::conv_operands;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -58,18 +58,10 @@ fn fuse_add(_: &RuleContext, model: &TypedModel, node: &TypedNode) -> TractResul
 pub const FUSE_CLAMP: Rule = Rule { name: "deconv-clamp", matcher: fuse_clamp, compact_after: false };
 
 fn fuse_clamp(_: &RuleContext, model: &TypedModel, node: &TypedNode) -> TractResult<Option<Replacement>> {
-    let id = node.id;
     let Some(op) = node.op_as::<EdgesightDeconv>() else { return Ok(None) };
-    let Some(succ) = model.single_succ(id)? else { return Ok(None) };
-    if model.outputs.iter().any(|o| o.node == id) {
-        return Ok(None);
-    }
-    let Some((kind, value)) = clamp_of(model, succ, id)? else { return Ok(None) };
+    let Some((kind, value)) = clamp_after(model, node)? else { return Ok(None) };
     let mut op = op.clone();
-    match kind {
-        "Max" => op.clamp.lo = op.clamp.lo.max(value),
-        _ => op.clamp.hi = op.clamp.hi.min(value),
-    }
+    tighten(&mut op.clamp, kind, value);
     let patch = TypedModelPatch::fuse_with_next(model, node, op)?;
     Ok(Some(Replacement { patch, tally: |c| c.fused_deconv_tails += 1 }))
 }
