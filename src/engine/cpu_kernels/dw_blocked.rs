@@ -457,8 +457,14 @@ unsafe fn slide<const SW: usize, const KW: usize>(
 
 /// A transposed tile (`acc[c]` = 16 pixels of channel c) into nc planes `plane` apart, n pixels
 /// each; full tiles unrolled, so the tile stays in registers.
-#[inline]
-#[target_feature(enable = "avx512f")]
+///
+/// This and `transpose16` take the caller's accumulators by reference, so they must be inlined
+/// into it or the accumulators live in memory through the whole tile (a build where LLVM left
+/// them out of line stored every accumulator after each multiply-add: the 7x7 stride-1 layers
+/// ran 2x slower, LitePose-XS 14.5 -> 18.3 ms, after an unrelated change elsewhere in the
+/// crate). `#[inline(always)]` cannot go with `#[target_feature]`, so they have none: inlined,
+/// they take the caller's AVX-512.
+#[inline(always)]
 unsafe fn store16(acc: &[__m512; 16], out: *mut f32, plane: usize, n: usize, nc: usize) {
     if n == 16 && nc == 16 {
         unroll!(c in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
@@ -482,9 +488,9 @@ unsafe fn store_part(acc: &[__m512; 16], out: *mut f32, plane: usize, n: usize, 
     }
 }
 
-/// Transposes 16 vectors of 16 lanes in place: r[i][j] becomes r[j][i].
-#[inline]
-#[target_feature(enable = "avx512f")]
+/// Transposes 16 vectors of 16 lanes in place: r[i][j] becomes r[j][i]. Always inlined (see
+/// `store16`); callers have AVX-512.
+#[inline(always)]
 unsafe fn transpose16(r: &mut [__m512; 16]) {
     let mut t = [_mm512_setzero_ps(); 16];
     for i in 0..8 {
