@@ -13,17 +13,18 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
 /// Fused only where the expansion is cheap next to what it writes (few input channels) and
-/// writes 6 MiB or more; there the pair was bound by memory. Elsewhere the pointwise kernel's
-/// wider tiles make the planes faster than the ring's one-block rows. Measured with
-/// `examples/profile_ops`, one thread, the pair's time unfused -> fused:
-/// - fused: MoveNet's 24 -> 144 at 128x128 with its 3x3 stride-2 depthwise 2.09 -> 1.17-1.22 ms,
-///   LitePose-S's 16 -> 96 at 224x224 with a 7x7 stride-2 one 4.47 -> 2.84-3.05 ms,
-///   LitePose-XS's 16 -> 96 at 128x128 with a 7x7 stride-2 one 1.68 -> 0.97 ms;
-/// - left apart: LitePose-S's 16 -> 96 at 112x112 (4.5 MiB) with 7x7 stride 1, 1.2 -> 1.8 ms;
-///   MoveNet's 40 -> 240 at 64x64, 0.90 -> 0.97 ms; LitePose-S's 120 -> 720 at 28x28,
-///   1.3 -> 2.0 ms.
+/// what it writes leaves the L2 cache (2 MiB); there the pair was bound by memory. With more
+/// input channels the pointwise kernel's wider tiles make the planes faster than the ring's
+/// one-block rows. Measured with `examples/profile_ops`, one thread, per pair, unfused -> fused:
+/// - fused: MoveNet's 24 -> 144 at 128x128 with its 3x3 stride-2 depthwise 2.09 -> 1.2 ms;
+///   LitePose-S's 16 -> 96 at 224x224 with a 7x7 stride-2 one 4.47 -> 2.2-2.3 ms, at 112x112
+///   with 7x7 stride 1 about 1.3 -> 0.97 ms, 32 -> 192 at 56x56 about 0.79 -> 0.68 ms
+///   (LitePose-S in all 68.6-68.8 -> 65.0-68.5 ms against fusing from 6 MiB only);
+///   LitePose-XS's 16 -> 96 at 128x128 1.68 -> 0.97 ms;
+/// - left apart: MoveNet's 40 -> 240 at 64x64, 0.90 -> 0.97 ms; LitePose-S's 120 -> 720 at
+///   28x28, about 1.41 -> 1.62 ms.
 const MAX_EXPANSION_INPUTS: usize = 32;
-const MIN_EXPANDED_BYTES: usize = 6 << 20;
+const MIN_EXPANDED_BYTES: usize = 2 << 20;
 
 /// 1x1 convolution -> blocked depthwise convolution (its only reader) -> `EdgesightExpandDw`.
 pub const FUSE: Rule = Rule { name: "expand-depthwise", matcher: fuse, compact_after: true };
