@@ -241,7 +241,10 @@ fn expansion_into_a_blocked_depthwise_fuses_where_it_is_large() {
         let input = tract_ndarray::ArrayD::from_shape_vec(vec![1, c_in, h, w], (0..c_in * h * w).map(|_| r.unit_f32() * 4.0 - 2.0).collect()).unwrap().into_tensor();
         let want = model.clone().into_runnable().unwrap().run(tvec![input.clone().into()]).unwrap();
         let count = patch_model(&mut model, &KernelChoice::default()).unwrap();
+        #[cfg(target_arch = "x86_64")]
         let avx512 = Isa::fast() == Some(Isa::Avx512);
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512 = false;
         assert_eq!(count.fused_expansions, usize::from(avx512 && !second_reader), "second reader {second_reader}: {count:?}");
         let got = model.into_runnable().unwrap().run(tvec![input.into()]).unwrap();
         let (g, w) = (got[0].to_plain_array_view::<f32>().unwrap(), want[0].to_plain_array_view::<f32>().unwrap());
@@ -250,4 +253,55 @@ fn expansion_into_a_blocked_depthwise_fuses_where_it_is_large() {
             assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs tract {b}");
         }
     }
+}
+
+/// A pointwise expansion computed into the ring gives bitwise what the pointwise kernel
+/// writes and the blocked kernel then reads: channels around the block size, kernels 3-7,
+/// strides 1-2, uneven padding, odd widths, with and without clamps, on one thread and on
+/// two (row bands, whose halo rows are expanded again).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn expansion_in_the_ring_is_bitwise_the_two_kernels() {
+    use super::conv::PackedConv;
+    use super::dw_blocked::Expansion;
+    use super::spec::{Clamp, ConvSpec};
+    use super::strategy::ConvStrategy;
+    if !choice::avx512_or_skip("expansion_in_the_ring_is_bitwise_the_two_kernels") {
+        return;
+    }
+    let mut rng = SplitMix64(77);
+    let choice = KernelChoice::default();
+    for case in 0..40 {
+        let threads = 1 + case % 2;
+        pool::set_threads(threads).unwrap();
+        let c_in = 1 + rng.below(40);
+        let c = [16, 17, 32, 40, 96, 5][case % 6];
+        let k = [3, 5, 7][rng.below(3)];
+        let stride = 1 + rng.below(2);
+        let (h, w) = (3 + rng.below(30), 3 + rng.below(40));
+        let (pt, pl) = (rng.below(k), rng.below(k));
+        let relu6 = Clamp { lo: 0.0, hi: 6.0 };
+        let (clamp_e, clamp_d) = if case % 3 == 0 { (Clamp::NONE, Clamp::NONE) } else { (relu6, relu6) };
+        let pw = ConvSpec { c_in, c_out: c, group: 1, kernel: [1, 1], stride: [1, 1], dilation: [1, 1], pad_before: [0, 0], pad_after: [0, 0] };
+        let dw = ConvSpec { c_in: c, c_out: c, group: c, kernel: [k, k], stride: [stride; 2], dilation: [1, 1], pad_before: [pt, pl], pad_after: [k - 1 - pt, k / 2] };
+        let Some((oh, ow)) = dw.output_hw(h, w) else { continue };
+        let pw_w: Vec<f32> = (0..c * c_in).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
+        let dw_w: Vec<f32> = (0..c * k * k).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
+        let (pw_b, dw_b): (Vec<f32>, Vec<f32>) = ((0..c).map(|_| rng.unit_f32() - 0.5).collect(), (0..c).map(|_| rng.unit_f32() - 0.5).collect());
+        let input: Vec<f32> = (0..c_in * h * w).map(|_| rng.unit_f32() * 4.0 - 2.0).collect();
+        let pointwise = PackedConv::plan(pw, &pw_w, clamp_e, Isa::Avx512, h, w, &choice);
+        let depthwise = PackedConv::with_strategy(dw, &dw_w, clamp_d, Isa::Avx512, h, w, ConvStrategy::DepthwiseBlocked).expect("blocked takes it");
+        let par = |n: usize, f: &(dyn Fn(usize) + Sync)| pool::parallel(n, f);
+        let mut mid = vec![f32::NAN; c * h * w];
+        pointwise.run(&input, h, w, &pw_b, &mut mid, &par);
+        let mut want = vec![f32::NAN; c * oh * ow];
+        depthwise.run(&mid, h, w, &dw_b, &mut want, &par);
+        let e = Expansion::new(c_in, c, &pointwise.oihw(), &pw_b, clamp_e);
+        let mut got = vec![f32::NAN; c * oh * ow];
+        depthwise.run_expanded(&e, &input, &dw_b, &mut got, &par).expect("blocked");
+        for (i, (g, x)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.to_bits(), x.to_bits(), "case {case}: {c_in}->{c} k{k} s{stride} {h}x{w} pad {pt},{pl} at {i}: {g} vs {x}");
+        }
+    }
+    pool::set_threads(1).unwrap();
 }
