@@ -600,10 +600,27 @@ impl GpuEngine {
             let writes = wgpu::ComputePassTimestampWrites { query_set: &set, beginning_of_pass_write_index: Some(2 * r), end_of_pass_write_index: Some(2 * r + 1) };
             record(&mut enc, Some(writes));
         }
-        let bytes = 16 * RUNS as u64;
-        let resolve = device.create_buffer(&wgpu::BufferDescriptor { label: None, size: bytes, usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
-        let read = device.create_buffer(&wgpu::BufferDescriptor { label: None, size: bytes, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
-        enc.resolve_query_set(&set, 0..2 * RUNS, &resolve, 0);
+        Ok(self.pass_durations(enc, &set, RUNS)?.into_iter().fold(f64::INFINITY, f64::min))
+    }
+
+    /// Submits `enc`, whose passes wrote `pairs` begin/end timestamp pairs into `set`, and returns
+    /// each pair's duration in seconds.
+    fn pass_durations(&self, mut enc: wgpu::CommandEncoder, set: &wgpu::QuerySet, pairs: u32) -> Result<Vec<f64>> {
+        let device = &self.ctx.device;
+        let bytes = 16 * pairs as u64;
+        let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let read = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps read"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        enc.resolve_query_set(set, 0..2 * pairs, &resolve, 0);
         enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, bytes);
         self.ctx.queue.submit([enc.finish()]);
         let slice = read.slice(..);
@@ -614,8 +631,9 @@ impl GpuEngine {
         self.wait()?;
         rx.recv().context("timestamp read-back was cancelled")?.map_err(|e| anyhow::anyhow!("timestamp read-back failed: {e}"))?;
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&slice.get_mapped_range());
+        read.unmap();
         let period = self.ctx.queue.get_timestamp_period() as f64 * 1e-9;
-        Ok((0..RUNS as usize).map(|r| ticks[2 * r + 1].saturating_sub(ticks[2 * r]) as f64 * period).fold(f64::INFINITY, f64::min))
+        Ok((0..pairs as usize).map(|r| ticks[2 * r + 1].saturating_sub(ticks[2 * r]) as f64 * period).collect())
     }
 
     /// Whether `profile` can use timestamp queries on this device.
@@ -658,19 +676,6 @@ impl GpuEngine {
         let n = self.plan.kernels.len();
         let queries = (2 * n).min(4096) as u32;
         let set = device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("kernel times"), ty: wgpu::QueryType::Timestamp, count: queries });
-        let bytes = queries as u64 * 8;
-        let resolve = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("timestamps"),
-            size: bytes,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let read = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("timestamps read"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         let timed = (queries / 2) as usize;
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("profile") });
         for i in 0..timed {
@@ -687,20 +692,8 @@ impl GpuEngine {
             pass.set_bind_group(0, &self.bind_groups[i], &[]);
             pass.dispatch_workgroups(k.dispatch[0], k.dispatch[1], k.dispatch[2]);
         }
-        enc.resolve_query_set(&set, 0..queries, &resolve, 0);
-        enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, bytes);
-        self.ctx.queue.submit([enc.finish()]);
-        let slice = read.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait()?;
-        rx.recv().context("timestamp read-back was cancelled")?.map_err(|e| anyhow::anyhow!("timestamp read-back failed: {e}"))?;
-        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&slice.get_mapped_range());
-        read.unmap();
-        let period_ns = self.ctx.queue.get_timestamp_period() as f64;
-        Ok((0..timed).map(|i| self.kernel_time(i, ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period_ns * 1e-9)).collect())
+        let durations = self.pass_durations(enc, &set, timed as u32)?;
+        Ok(durations.into_iter().enumerate().map(|(i, d)| self.kernel_time(i, d)).collect())
     }
 
     /// Kernels, CPU-tail ops and memory, for `edgesight bench --backend gpu`.
