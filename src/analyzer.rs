@@ -7,6 +7,7 @@ use crate::decode::Segmentation;
 use crate::detections::{ClassMap, Mask, Person};
 use crate::engine::EngineOptions;
 use crate::frame::Frame;
+use crate::preprocess::{InputPlan, Prepared};
 use crate::session::{ModelSession, StageTimes};
 use crate::skeleton::{self, Schema};
 use crate::topdown::{TopDown, TopDownParams};
@@ -242,6 +243,28 @@ impl Analyzer {
 
     pub fn schema(&self) -> Option<Schema> {
         self.pose.as_ref().and_then(|p| p.spec().keypoints.as_deref()).and_then(skeleton::by_name)
+    }
+
+    /// The models that take the whole frame, whose inputs a stage ahead can make (top-down's
+    /// crops depend on the people found, so they are made here).
+    pub fn input_plan(&self) -> InputPlan {
+        let mut specs: Vec<ModelSpec> = Vec::new();
+        if let Some(PoseRunner::Model(s)) = &self.pose {
+            specs.push(s.spec.clone());
+        }
+        specs.extend(self.seg.iter().map(|s| s.spec.clone()));
+        InputPlan::new(specs)
+    }
+
+    /// As `analyze`, with inputs made ahead for this frame (`input_plan`).
+    pub fn analyze_prepared(&mut self, frame: &Frame, inputs: Vec<Prepared>, times: &mut AnalysisTimes) -> Result<Analysis> {
+        for input in inputs {
+            let session = self.sessions_mut().into_iter().find(|s| s.spec.name == input.model);
+            if let Some(s) = session {
+                s.give_ahead(input);
+            }
+        }
+        self.analyze(frame, times)
     }
 
     pub fn analyze(&mut self, frame: &Frame, times: &mut AnalysisTimes) -> Result<Analysis> {

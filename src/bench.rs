@@ -157,6 +157,23 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
     // when both are measured).
     let soak_at = configs.iter().rposition(|c| c.iter().any(|n| catalog.get(n).is_ok_and(|m| m.task == Task::Pose)));
     for (ci, cfg) in configs.into_iter().enumerate() {
+        // The clip opens while the models load, as in `edgesight video`.
+        let vjob = VideoJob {
+            input: crate::video_source::Source::File(job.clip.clone()),
+            feed: Default::default(),
+            max_frames: None,
+            out_dir: job.out_dir.join(cfg.join("+")),
+            write_masks: false,
+            style: Style::default(),
+            progress: false,
+            track: TrackOptions::default(),
+            csv: None,
+            stop: crate::interrupt::Stop::never(),
+        };
+        let input = match job.input {
+            Some(_) => None,
+            None => Some(pipeline::open_input(&vjob, &|| false)?),
+        };
         let mut analyzer = Analyzer { pose: None, seg: None, thresholds: PoseThresholds::default(), concurrent: false };
         let mut trained = true;
         for name in &cfg {
@@ -176,7 +193,11 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
             }
         }
         analyzer.prepare_for(first.width, first.height)?;
-        // Inference alone, on the clip's first frame, per model.
+        // Inference alone, on the clip's first frame, per model: after the clip's decoder has
+        // filled its read-ahead and stopped.
+        if let Some(input) = &input {
+            input.wait_read_ahead(std::time::Duration::from_secs(5));
+        }
         let mut samples = Vec::new();
         let mut shapes = Vec::new();
         let mut gpu = Vec::new();
@@ -195,24 +216,11 @@ pub fn run(job: &BenchJob) -> Result<Vec<BenchRow>> {
         // Sum per run across the models of this configuration.
         let per_run: Vec<f64> = (0..job.runs).map(|i| samples.iter().map(|s| s[i]).sum()).collect();
         let lat = summarise(&per_run);
-        let pipeline = match job.input {
-            Some(_) => None,
-            None => {
-                let out_dir = job.out_dir.join(cfg.join("+"));
-                let vjob = VideoJob {
-                    input: crate::video_source::Source::File(job.clip.clone()),
-                    feed: Default::default(),
-                    max_frames: None,
-                    out_dir,
-                    write_masks: false,
-                    style: Style::default(),
-                    progress: false,
-                    track: TrackOptions::default(),
-                    csv: None,
-                    stop: crate::interrupt::Stop::never(),
-                };
+        let pipeline = match input {
+            None => None,
+            Some(input) => {
                 analyzer.concurrent = job.concurrent;
-                let report = pipeline::run(&vjob, &mut analyzer)?.into_result()?;
+                let report = pipeline::run(&vjob, input, &mut analyzer)?.into_result()?;
                 let mean = |stage: &str| report.stages.get(stage).map_or(0.0, |s| s.mean_ms);
                 Some(PipelineFigures {
                     fps: report.fps,

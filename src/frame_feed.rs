@@ -10,9 +10,10 @@ use crate::interrupt::Stop;
 use crate::live::slot::Slot;
 use crate::video_source::{DecodeEnd, Source, VideoReader};
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Whether frames may be dropped to keep up with the source.
@@ -110,7 +111,7 @@ pub enum FeedTx {
 }
 
 /// A feed's two ends: every frame through a bounded queue, or latest-wins.
-pub fn channel(keep_up: bool, queue: usize) -> (FeedTx, FeedRx) {
+fn channel(keep_up: bool, queue: usize) -> (FeedTx, FeedRx) {
     if keep_up {
         let slot = Arc::new(Slot::new());
         (FeedTx::Latest(slot.clone()), FeedRx::Latest(slot))
@@ -124,6 +125,8 @@ pub fn channel(keep_up: bool, queue: usize) -> (FeedTx, FeedRx) {
 #[derive(Default)]
 pub struct FeedControl {
     done: AtomicBool,
+    /// Frames read so far (over every connection).
+    read: AtomicU64,
 }
 
 impl FeedControl {
@@ -136,9 +139,83 @@ impl FeedControl {
     }
 }
 
+/// A feed whose reader thread is running: started as soon as the input is open, so ffmpeg's
+/// start and the first frames' decoding overlap the models' loading.
+pub struct Feed {
+    rx: Option<FeedRx>,
+    control: Arc<FeedControl>,
+    thread: Option<JoinHandle<FeedEnd>>,
+}
+
+impl Feed {
+    /// Starts reading `reader` (open on `source`) into a feed of `queue` frames (latest-wins
+    /// when `keep_up`).
+    pub fn start(reader: VideoReader, source: Source, options: FeedOptions, keep_up: bool, queue: usize, stop: Stop) -> Feed {
+        let (tx, rx) = channel(keep_up, queue);
+        let control = Arc::new(FeedControl::default());
+        let shared = control.clone();
+        let thread = std::thread::Builder::new()
+            .name("reader".into())
+            .spawn(move || run(reader, &source, &options, tx, &shared, &stop));
+        match thread {
+            Ok(t) => Feed { rx: Some(rx), control, thread: Some(t) },
+            // No thread, no frames: the run sees an input that ended at once, and says so.
+            Err(e) => {
+                let mut end = FeedEnd::default();
+                end.decode.ended_early = true;
+                end.decode.message = Some(format!("cannot start the reader thread: {e}"));
+                let t = std::thread::spawn(move || end);
+                Feed { rx: None, control, thread: Some(t) }
+            }
+        }
+    }
+
+    /// The next frame, or None when the input has ended.
+    pub fn next(&self) -> Option<Fed> {
+        self.rx.as_ref().and_then(FeedRx::next)
+    }
+
+    /// Waits (up to `timeout`) until `frames` have been read or the input has ended: a
+    /// benchmark lets the read-ahead fill before timing models alone.
+    pub fn wait_for_frames(&self, frames: u64, timeout: Duration) {
+        let t = Instant::now();
+        while self.control.read.load(Ordering::Relaxed) < frames
+            && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+            && t.elapsed() < timeout
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Stops reading (enough frames, or nothing more can be done with them) and says how the
+    /// input ended.
+    pub fn finish(mut self) -> FeedEnd {
+        self.stop_thread().unwrap_or_else(|| {
+            let mut end = FeedEnd::default();
+            end.decode.ended_early = true;
+            end.decode.message = Some("the reader thread failed".into());
+            end
+        })
+    }
+
+    fn stop_thread(&mut self) -> Option<FeedEnd> {
+        self.control.finish();
+        // A reader blocked on a full queue sees it closed.
+        self.rx = None;
+        self.thread.take()?.join().ok()
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        // A run that never started (a bad model, an output refused) leaves no decoder behind.
+        let _ = self.stop_thread();
+    }
+}
+
 /// Reads `reader` (already open on `source`) to the end, delivering frames into `tx`, and
 /// reconnects a live stream that drops. Runs on the reader thread.
-pub fn run(mut reader: VideoReader, source: &Source, options: &FeedOptions, tx: FeedTx, control: &FeedControl, stop: &Stop) -> FeedEnd {
+fn run(mut reader: VideoReader, source: &Source, options: &FeedOptions, tx: FeedTx, control: &FeedControl, stop: &Stop) -> FeedEnd {
     let mut end = FeedEnd::default();
     let (width, height) = (reader.info().width, reader.info().height);
     loop {
@@ -198,6 +275,7 @@ fn read_connection(reader: &mut VideoReader, tx: &FeedTx, control: &FeedControl,
         match reader.next_frame() {
             Ok(Some(frame)) => {
                 end.frames_read += 1;
+                control.read.fetch_add(1, Ordering::Relaxed);
                 let fed = Fed { frame, read_time: t.elapsed(), arrived: Instant::now() };
                 let gone = match tx {
                     FeedTx::Every(tx) => tx.send(fed).is_err(),

@@ -31,6 +31,7 @@ pub mod output_files;
 pub mod output_paths;
 pub mod person_csv;
 pub mod pipeline;
+pub mod prepare_ahead;
 pub mod preprocess;
 pub mod records;
 pub mod render;

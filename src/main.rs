@@ -688,8 +688,6 @@ fn run(cli: Cli) -> Result<()> {
                 (None, None) => anyhow::bail!("give a video file, a stream URL, - (standard input) or --camera N"),
             };
             let track = track.options(models.keypoint_threshold)?;
-            let mut analyzer = models.analyzer(&engine)?;
-            analyzer.concurrent = concurrent;
             let job = pipeline::VideoJob {
                 input: source,
                 feed: feed.options()?,
@@ -702,7 +700,19 @@ fn run(cli: Cli) -> Result<()> {
                 csv,
                 stop: Stop::on_signals(),
             };
-            let report = pipeline::run(&job, &mut analyzer)?.into_result()?;
+            // The input opens (ffmpeg starts, a file's first frames are decoded) while the models
+            // load; a model that fails is reported first, as without the overlap.
+            let failed = std::sync::atomic::AtomicBool::new(false);
+            let (analyzer, input) = std::thread::scope(|scope| {
+                let input = scope.spawn(|| pipeline::open_input(&job, &|| failed.load(std::sync::atomic::Ordering::Relaxed)));
+                let analyzer = models.analyzer(&engine);
+                failed.store(analyzer.is_err(), std::sync::atomic::Ordering::Relaxed);
+                (analyzer, input.join())
+            });
+            let mut analyzer = analyzer?;
+            let input = input.map_err(|_| anyhow::anyhow!("opening the input failed"))??;
+            analyzer.concurrent = concurrent;
+            let report = pipeline::run(&job, input, &mut analyzer)?.into_result()?;
             eprintln!(
                 "{} frames in {:.1} s ({:.2} fps); outputs in {}",
                 report.frames,

@@ -1,9 +1,12 @@
 //! Headless video: frames of a file or a live source through decode -> preprocess -> inference
-//! -> decode -> render -> encode, on three threads:
+//! -> decode -> render -> encode, on four threads:
 //!
-//!   reader thread (ffmpeg decode, `frame_feed`)  ->  this thread (models)  ->  sink thread (track, render, encode, jsonl)
+//!   reader thread (ffmpeg decode, `frame_feed`)  ->  prepare thread (files: `prepare_ahead`)
+//!     ->  this thread (models)  ->  sink thread (track, render, encode, jsonl)
 //!
-//! A file gives every frame (bounded channels: back-pressure, never drops); a live source
+//! The input is opened (`open_input`) before the models are loaded, so ffmpeg's start and a
+//! file's first frames overlap the loading. A file gives every frame (bounded channels:
+//! back-pressure, never drops); a live source
 //! keeps up with real time (latest frame wins, the rest counted as dropped) and is reconnected
 //! when it drops (see `frame_feed`).
 //!
@@ -23,7 +26,9 @@ use crate::render::{self, Overlay, Style};
 use crate::skeleton::Schema;
 use crate::stats::{StageLog, Summary};
 use crate::track::{Temporal, TrackOptions, TrackSummary};
-use crate::frame_feed::{self, FeedControl, FeedEnd, FeedOptions, Reconnection};
+use crate::frame_feed::{Feed, FeedOptions, Reconnection};
+use crate::prepare_ahead::{Frames, Ready};
+use crate::preprocess::InputPlan;
 use crate::video_source::{self, Source, VideoInfo, VideoReader};
 use crate::video_writer::VideoWriter;
 use anyhow::{anyhow, bail, Result};
@@ -247,28 +252,81 @@ fn check_paths(job: &VideoJob, video: &Path, jsonl: &Path, report: &Path, masks:
     Ok(())
 }
 
-pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
+/// The input of a run, opened before the models are loaded: its decoder starts (and a file's
+/// first frames are decoded into the queue) while they load.
+pub struct OpenedInput {
+    info: VideoInfo,
+    feed: InputFeed,
+}
+
+enum InputFeed {
+    /// Read at the models' pace: the reader thread runs from the open.
+    Ahead(Feed),
+    /// A live source, connected: its reader starts with the run, so frames that arrive while
+    /// the models load are not counted as dropped.
+    Connected(VideoReader),
+}
+
+impl OpenedInput {
+    pub fn info(&self) -> &VideoInfo {
+        &self.info
+    }
+
+    /// Waits (up to `timeout`) until a file's read-ahead is full or its frames are all read,
+    /// so that the decoder is idle: a benchmark times models alone after this.
+    pub fn wait_read_ahead(&self, timeout: std::time::Duration) {
+        if let InputFeed::Ahead(feed) = &self.feed {
+            // The queue's frames, and one more held by the reader until there is room.
+            feed.wait_for_frames(read_ahead(&self.info) as u64 + 1, timeout);
+        }
+    }
+}
+
+/// Frames read ahead of the models for a file: up to 16, in at most 32 MiB.
+fn read_ahead(info: &VideoInfo) -> usize {
+    let frame = (info.width * info.height * 3).max(1);
+    ((32 << 20) / frame).clamp(QUEUE, 16)
+}
+
+/// Opens `job`'s input (a file is probed, a live source connected) and starts reading it.
+/// `cancelled` ends a wait for a live source early (the models failed to load meanwhile).
+pub fn open_input(job: &VideoJob, cancelled: &(dyn Fn() -> bool + Sync)) -> Result<OpenedInput> {
+    if job.max_frames == Some(0) {
+        bail!("--max-frames must be at least 1");
+    }
+    let keep_up = job.feed.keep_up.applies_to(&job.input);
+    let (info, reader) = match &job.input {
+        Source::File(path) => {
+            let info = video_source::probe(path)?;
+            let reader = VideoReader::open(&info)?;
+            (info, reader)
+        }
+        live => {
+            let stop = &job.stop;
+            let r = VideoReader::connect(live, job.feed.connect_timeout, &|| stop.requested().is_some() || cancelled())?;
+            (r.info().clone(), r)
+        }
+    };
+    let feed = if keep_up {
+        InputFeed::Connected(reader)
+    } else {
+        let queue = read_ahead(&info);
+        InputFeed::Ahead(Feed::start(reader, job.input.clone(), job.feed.clone(), false, queue, job.stop.clone()))
+    };
+    Ok(OpenedInput { info, feed })
+}
+
+/// Runs `job` on `input` (from `open_input`, with the same job).
+pub fn run(job: &VideoJob, input: OpenedInput, analyzer: &mut Analyzer) -> Result<Outcome> {
     let schema = analyzer.schema();
-    // A usage error is reported before any input is read or output created.
+    // A usage error is reported before any output is created.
     if job.csv.is_some() && schema.is_none() {
         anyhow::bail!("--csv writes pose results, but pose is off (--pose none)");
     }
     if job.max_frames == Some(0) {
         bail!("--max-frames must be at least 1");
     }
-    // A live source is connected before any output is made: one that cannot be opened leaves
-    // nothing behind. A file is opened once its outputs are ready.
-    let mut live_reader = None;
-    let info = match &job.input {
-        Source::File(path) => video_source::probe(path)?,
-        live => {
-            let stop = &job.stop;
-            let r = VideoReader::connect(live, job.feed.connect_timeout, &|| stop.requested().is_some())?;
-            let info = r.info().clone();
-            live_reader = Some(r);
-            info
-        }
-    };
+    let OpenedInput { info, feed: input_feed } = input;
     let video_path = job.out_dir.join("annotated.mp4");
     let jsonl_path = job.out_dir.join("frames.jsonl");
     let masks_dir = job.out_dir.join("masks");
@@ -281,10 +339,6 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
     output_paths::remove_stale_masks(&masks_dir)?;
     let running = serde_json::json!({ "edgesight_version": env!("CARGO_PKG_VERSION"), "ended": Ended::Running, "input": &info });
     let report_file = ReservedFile::reserve(&report_path, &serde_json::to_vec_pretty(&running)?, REPORT_ROOM)?;
-    let reader = match live_reader {
-        Some(r) => r,
-        None => VideoReader::open(&info)?,
-    };
     let mut writer = VideoWriter::create(&video_path, info.width, info.height)?;
     let jsonl = LineFile::create(&jsonl_path)?;
     if job.write_masks && analyzer.seg.is_some() {
@@ -302,31 +356,37 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
     let bar = progress_bar(job.progress, info.declared_frames.map(|n| job.max_frames.map_or(n, |m| m.min(n))));
     let started = Instant::now();
     let keep_up = job.feed.keep_up.applies_to(&job.input);
-    let (frame_tx, frame_rx) = frame_feed::channel(keep_up, QUEUE);
-    let control = FeedControl::default();
+    let feed = match input_feed {
+        InputFeed::Ahead(feed) => feed,
+        InputFeed::Connected(reader) => {
+            Feed::start(reader, job.input.clone(), job.feed.clone(), keep_up, QUEUE, job.stop.clone())
+        }
+    };
     let (done_tx, done_rx) = sync_channel::<Analysed>(QUEUE);
     let style = job.style;
     let sinks = Sinks { jsonl, csv, masks_dir: (job.write_masks && analyzer.seg.is_some()).then_some(masks_dir.clone()) };
 
+    // Every frame is analysed: its inputs are made ahead, while the models run on the one before.
+    let plan = if keep_up { InputPlan::default() } else { analyzer.input_plan() };
+    let frames = Frames::start(feed, plan, QUEUE);
+
     let (end, sink, infer_log, infer_error) = std::thread::scope(|scope| {
-        let (stop, control, source, feed) = (&job.stop, &control, &job.input, &job.feed);
-        let reader_thread = scope.spawn(move || frame_feed::run(reader, source, feed, frame_tx, control, stop));
         let sink_thread =
             scope.spawn(move || sink_loop(done_rx, &mut writer, sinks, temporal, schema, style));
 
         let mut log = StageLog::default();
         let mut error = None;
         let mut processed = 0;
-        while let Some(fed) = frame_rx.next() {
+        while let Some(Ready { fed, inputs, prepare_time }) = frames.next() {
             // A live source's read time is mostly waiting for the camera: not decoding.
             if !keep_up {
                 log.record("decode", fed.read_time);
             }
             let frame = fed.frame;
             let mut times = AnalysisTimes::default();
-            match analyzer.analyze(&frame, &mut times) {
+            match analyzer.analyze_prepared(&frame, inputs, &mut times) {
                 Ok(analysis) => {
-                    record_times(&mut log, &times);
+                    record_times(&mut log, &times, prepare_time);
                     if done_tx.send(Analysed { frame, analysis, arrived: fed.arrived }).is_err() {
                         break; // the sink failed; its error is reported below
                     }
@@ -343,15 +403,8 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
             }
         }
         // The reader stops too (enough frames, or nothing more can be done with them).
-        control.finish();
-        drop(frame_rx);
+        let end = frames.finish();
         drop(done_tx);
-        let end = reader_thread.join().unwrap_or_else(|_| {
-            let mut end = FeedEnd::default();
-            end.decode.ended_early = true;
-            end.decode.message = Some("the reader thread failed".into());
-            end
-        });
         let sink = sink_thread.join().unwrap_or_else(|_| SinkResult {
             frames: 0,
             log: StageLog::default(),
@@ -441,9 +494,10 @@ pub fn run(job: &VideoJob, analyzer: &mut Analyzer) -> Result<Outcome> {
     Ok(Outcome { report, report_path, out_dir: job.out_dir.clone(), signal })
 }
 
-fn record_times(log: &mut StageLog, t: &AnalysisTimes) {
+/// One frame's stage times; `ahead` is preprocessing done before the models took the frame.
+fn record_times(log: &mut StageLog, t: &AnalysisTimes, ahead: std::time::Duration) {
     let total = t.total();
-    log.record("preprocess", total.preprocess);
+    log.record("preprocess", total.preprocess + ahead);
     log.record("inference", total.inference);
     log.record("decode_output", total.decode);
 }

@@ -165,6 +165,55 @@ pub fn prepare(spec: &ModelSpec, frame: &Frame) -> (Tensor, Transform) {
     (sample(spec, frame, &cols, &rows), t)
 }
 
+/// One model's input for one frame, made on another thread.
+pub struct Prepared {
+    pub model: String,
+    pub frame_index: u64,
+    pub input: Tensor,
+    pub transform: Transform,
+}
+
+impl Prepared {
+    /// Whether this was made by `spec` from `frame` (same model, frame and size).
+    pub fn fits(&self, spec: &ModelSpec, frame: &Frame) -> bool {
+        self.model == spec.name
+            && self.frame_index == frame.index
+            && (self.transform.frame_w, self.transform.frame_h) == (frame.width, frame.height)
+    }
+}
+
+/// The models whose inputs a stage ahead makes.
+#[derive(Clone, Default)]
+pub struct InputPlan {
+    specs: Vec<ModelSpec>,
+}
+
+impl InputPlan {
+    pub fn new(specs: Vec<ModelSpec>) -> InputPlan {
+        InputPlan { specs }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    /// The planned models' names.
+    pub fn models(&self) -> Vec<&str> {
+        self.specs.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// Every planned model's input for `frame`.
+    pub fn make(&self, frame: &Frame) -> Vec<Prepared> {
+        self.specs
+            .iter()
+            .map(|spec| {
+                let (input, transform) = prepare(spec, frame);
+                Prepared { model: spec.name.clone(), frame_index: frame.index, input, transform }
+            })
+            .collect()
+    }
+}
+
 /// A square region of `frame` (corner `x0`, `y0`, side `side` in source pixels; it may reach
 /// beyond the frame, which reads as black) resized to `spec`'s fixed input: a person's crop in
 /// top-down pose.

@@ -8,6 +8,7 @@ use crate::decode::Segmentation;
 use crate::detections::Person;
 use crate::engine::{self, Engine, EngineOptions, Tensor};
 use crate::frame::Frame;
+use crate::preprocess::Prepared;
 use crate::preprocess;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -43,6 +44,8 @@ pub struct ModelSession {
     /// A recurrent model's state for the next frame (None: zeros), and the index of the frame
     /// it came from (a frame that does not come after it starts a new sequence).
     state: Option<(Vec<Tensor>, u64)>,
+    /// The next frame's input, made ahead on another thread (`prepare_ahead`).
+    ahead: Option<Prepared>,
 }
 
 impl ModelSession {
@@ -90,6 +93,7 @@ impl ModelSession {
             options: options.clone(),
             pose_decoder: Default::default(),
             state: None,
+            ahead: None,
         })
     }
 
@@ -111,6 +115,7 @@ impl ModelSession {
             options: options.clone(),
             pose_decoder: Default::default(),
             state: None,
+            ahead: None,
         })
     }
 
@@ -175,6 +180,19 @@ impl ModelSession {
         Ok(outputs)
     }
 
+    /// Takes `input` (made ahead for a frame) to use when that frame comes.
+    pub fn give_ahead(&mut self, input: Prepared) {
+        self.ahead = Some(input);
+    }
+
+    /// The input for `frame`: the one made ahead when it fits, else made now.
+    fn input_for(&mut self, frame: &Frame) -> (Tensor, preprocess::Transform) {
+        match self.ahead.take() {
+            Some(p) if p.fits(&self.spec, frame) => (p.input, p.transform),
+            _ => preprocess::prepare(&self.spec, frame),
+        }
+    }
+
     /// Forgets what a recurrent model carried over: the next frame starts a new sequence (a new
     /// video or source, a seek, an unrelated image).
     pub fn new_sequence(&mut self) {
@@ -188,7 +206,7 @@ impl ModelSession {
         // Planned (and its memory checked) before the input tensor of that size is made.
         self.prepare_for(frame.width, frame.height)?;
         let t0 = Instant::now();
-        let (input, transform) = preprocess::prepare(&self.spec, frame);
+        let (input, transform) = self.input_for(frame);
         let t1 = Instant::now();
         let recurrent = self.spec.recurrent.clone();
         let primary = self.spec.primary_output.clone();
@@ -246,7 +264,7 @@ impl ModelSession {
         // Flip test (LitePose): never recurrent.
         self.prepare_for(frame.width, frame.height)?;
         let t0 = Instant::now();
-        let (input, transform) = preprocess::prepare(&self.spec, frame);
+        let (input, transform) = self.input_for(frame);
         let flipped_input = preprocess::flip_width(&input, self.spec.input.layout);
         let t1 = Instant::now();
         let engine = self.prepare_for(frame.width, frame.height)?;

@@ -301,6 +301,8 @@ impl VideoReader {
         };
         let mut r = Self::spawn(source, placeholder.clone())?;
         let deadline = Instant::now() + timeout;
+        // Why the attempts so far were refused: the deadline may pass during the next one.
+        let mut refusals: Option<String> = None;
         let first = loop {
             let step = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
             let failure = match r.frames.recv_timeout(step) {
@@ -322,14 +324,18 @@ impl VideoReader {
                 if !pause.is_zero() {
                     std::thread::sleep(pause);
                     if Instant::now() < deadline {
+                        refusals = Some(why);
                         r = Self::spawn(source, placeholder.clone())?;
                         continue;
                     }
                 }
             }
-            match failure {
-                "interrupted" => bail!("interrupted while connecting to {shown}"),
-                "timeout" => bail!("{shown} gave no frame within {:.0} s ({why})", timeout.as_secs_f64()),
+            match (failure, refusals) {
+                ("interrupted", _) => bail!("interrupted while connecting to {shown}"),
+                ("timeout", Some(refused)) => {
+                    bail!("cannot open {shown}: {refused} (still refused after {:.0} s)", timeout.as_secs_f64())
+                }
+                ("timeout", None) => bail!("{shown} gave no frame within {:.0} s ({why})", timeout.as_secs_f64()),
                 _ => bail!("cannot open {shown}: {why}"),
             }
         };

@@ -252,3 +252,27 @@ fn a_size_that_cannot_fit_in_memory_is_refused_first() {
     let r = edgesight(&["--max-memory", "lots", "models"]);
     assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
 }
+
+/// The input opens while the models load: a model that fails is reported first, as before, and
+/// a stream still being waited for (nothing listens there) is given up at once, leaving nothing.
+#[test]
+fn a_model_that_fails_while_a_stream_is_awaited_is_reported_at_once() {
+    let d = scratch("files-model-first");
+    let out = d.join("o");
+    let t = std::time::Instant::now();
+    let r = edgesight(&[
+        "video",
+        "--out",
+        s(&out),
+        "--pose-model",
+        s(&d.join("missing.onnx")),
+        "--connect-timeout",
+        "60",
+        "--",
+        "rtsp://127.0.0.1:9/cam",
+    ]);
+    assert_clean_failure(&r, &["missing.onnx", "does not exist"]);
+    // Far short of the 60 s connect timeout (a hang check, not a speed measure).
+    assert!(t.elapsed().as_secs() < 30, "waited {:?} for a stream after the model failed", t.elapsed());
+    assert!(!out.exists(), "a failed start left {}", out.display());
+}
