@@ -139,12 +139,56 @@ impl FeedControl {
     }
 }
 
+impl FeedEnd {
+    /// An input that ended because of `message` (nothing more could be read).
+    pub fn failed(message: String) -> FeedEnd {
+        let mut end = FeedEnd::default();
+        end.decode.ended_early = true;
+        end.decode.message = Some(message);
+        end
+    }
+}
+
+/// A thread that reads the input and ends with how the input ended; one that could not be
+/// started ends at once, saying so (the run keeps what it has and reports it).
+pub struct FeedThread {
+    what: &'static str,
+    state: Option<Result<JoinHandle<FeedEnd>, FeedEnd>>,
+}
+
+impl FeedThread {
+    /// Runs `work` on a thread named `what`.
+    pub fn spawn(what: &'static str, work: impl FnOnce() -> FeedEnd + Send + 'static) -> FeedThread {
+        let state = std::thread::Builder::new()
+            .name(what.into())
+            .spawn(work)
+            .map_err(|e| FeedEnd::failed(format!("cannot start the {what} thread: {e}")));
+        FeedThread { what, state: Some(state) }
+    }
+
+    pub fn started(&self) -> bool {
+        matches!(self.state, Some(Ok(_)))
+    }
+
+    fn running(&self) -> bool {
+        matches!(&self.state, Some(Ok(t)) if !t.is_finished())
+    }
+
+    /// Waits for the thread's end (None after the first call).
+    pub fn join(&mut self) -> Option<FeedEnd> {
+        Some(match self.state.take()? {
+            Ok(t) => t.join().unwrap_or_else(|_| FeedEnd::failed(format!("the {} thread failed", self.what))),
+            Err(end) => end,
+        })
+    }
+}
+
 /// A feed whose reader thread is running: started as soon as the input is open, so ffmpeg's
 /// start and the first frames' decoding overlap the models' loading.
 pub struct Feed {
     rx: Option<FeedRx>,
     control: Arc<FeedControl>,
-    thread: Option<JoinHandle<FeedEnd>>,
+    thread: FeedThread,
 }
 
 impl Feed {
@@ -154,20 +198,9 @@ impl Feed {
         let (tx, rx) = channel(keep_up, queue);
         let control = Arc::new(FeedControl::default());
         let shared = control.clone();
-        let thread = std::thread::Builder::new()
-            .name("reader".into())
-            .spawn(move || run(reader, &source, &options, tx, &shared, &stop));
-        match thread {
-            Ok(t) => Feed { rx: Some(rx), control, thread: Some(t) },
-            // No thread, no frames: the run sees an input that ended at once, and says so.
-            Err(e) => {
-                let mut end = FeedEnd::default();
-                end.decode.ended_early = true;
-                end.decode.message = Some(format!("cannot start the reader thread: {e}"));
-                let t = std::thread::spawn(move || end);
-                Feed { rx: None, control, thread: Some(t) }
-            }
-        }
+        let thread = FeedThread::spawn("reader", move || run(reader, &source, &options, tx, &shared, &stop));
+        let rx = thread.started().then_some(rx);
+        Feed { rx, control, thread }
     }
 
     /// The next frame, or None when the input has ended.
@@ -179,10 +212,7 @@ impl Feed {
     /// benchmark lets the read-ahead fill before timing models alone.
     pub fn wait_for_frames(&self, frames: u64, timeout: Duration) {
         let t = Instant::now();
-        while self.control.read.load(Ordering::Relaxed) < frames
-            && self.thread.as_ref().is_some_and(|t| !t.is_finished())
-            && t.elapsed() < timeout
-        {
+        while self.control.read.load(Ordering::Relaxed) < frames && self.thread.running() && t.elapsed() < timeout {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
@@ -190,19 +220,14 @@ impl Feed {
     /// Stops reading (enough frames, or nothing more can be done with them) and says how the
     /// input ended.
     pub fn finish(mut self) -> FeedEnd {
-        self.stop_thread().unwrap_or_else(|| {
-            let mut end = FeedEnd::default();
-            end.decode.ended_early = true;
-            end.decode.message = Some("the reader thread failed".into());
-            end
-        })
+        self.stop_thread().unwrap_or_default()
     }
 
     fn stop_thread(&mut self) -> Option<FeedEnd> {
         self.control.finish();
         // A reader blocked on a full queue sees it closed.
         self.rx = None;
-        self.thread.take()?.join().ok()
+        self.thread.join()
     }
 }
 

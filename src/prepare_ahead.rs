@@ -4,10 +4,9 @@
 //! work overlaps inference instead of adding to it; a live source keeps its newest frame
 //! instead, and its inputs are made when the models take it.
 
-use crate::frame_feed::{Fed, Feed, FeedEnd};
+use crate::frame_feed::{Fed, Feed, FeedEnd, FeedThread};
 use crate::preprocess::{InputPlan, Prepared};
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A frame for the models, with the inputs made ahead for it (none when made by the models'
@@ -27,7 +26,7 @@ pub enum Frames {
 /// The stage's thread (which owns the feed) and its output.
 pub struct Stage {
     rx: Option<Receiver<Ready>>,
-    thread: Option<JoinHandle<FeedEnd>>,
+    thread: FeedThread,
 }
 
 impl Frames {
@@ -38,7 +37,7 @@ impl Frames {
             return Frames::Direct(feed);
         }
         let (tx, rx) = sync_channel(queue);
-        let stage = move || {
+        let thread = FeedThread::spawn("prepare", move || {
             while let Some(fed) = feed.next() {
                 let t = Instant::now();
                 let inputs = plan.make(&fed.frame);
@@ -47,18 +46,9 @@ impl Frames {
                 }
             }
             feed.finish()
-        };
-        match std::thread::Builder::new().name("prepare".into()).spawn(stage) {
-            Ok(t) => Frames::Ahead(Stage { rx: Some(rx), thread: Some(t) }),
-            // No thread: the run sees an input that ended at once, and says why.
-            Err(e) => {
-                let mut end = FeedEnd::default();
-                end.decode.ended_early = true;
-                end.decode.message = Some(format!("cannot start the preprocessing thread: {e}"));
-                let t = std::thread::spawn(move || end);
-                Frames::Ahead(Stage { rx: None, thread: Some(t) })
-            }
-        }
+        });
+        let rx = thread.started().then_some(rx);
+        Frames::Ahead(Stage { rx, thread })
     }
 
     /// The next frame, or None when the input has ended.
@@ -73,12 +63,7 @@ impl Frames {
     pub fn finish(self) -> FeedEnd {
         match self {
             Frames::Direct(feed) => feed.finish(),
-            Frames::Ahead(mut stage) => stage.stop().unwrap_or_else(|| {
-                let mut end = FeedEnd::default();
-                end.decode.ended_early = true;
-                end.decode.message = Some("the preprocessing thread failed".into());
-                end
-            }),
+            Frames::Ahead(mut stage) => stage.stop().unwrap_or_default(),
         }
     }
 }
@@ -87,7 +72,7 @@ impl Stage {
     fn stop(&mut self) -> Option<FeedEnd> {
         // The stage sees the queue closed at its next frame, and finishes the feed.
         self.rx = None;
-        self.thread.take()?.join().ok()
+        self.thread.join()
     }
 }
 
