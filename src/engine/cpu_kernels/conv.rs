@@ -424,7 +424,17 @@ mod tests {
         let dense = ConvSpec { c_in: 13, c_out: 35, group: 1, kernel: [3, 3], stride: [2, 2], dilation: [1, 1], pad_before: [1, 1], pad_after: [1, 1] };
         let pointwise = ConvSpec { c_in: 16, c_out: 97, group: 1, kernel: [1, 1], stride: [1, 1], dilation: [1, 1], pad_before: [0, 0], pad_after: [0, 0] };
         let grouped = ConvSpec { c_in: 2 * 37, c_out: 2 * 9, group: 2, ..dense.clone() };
-        let shapes = [(dense, 29, 30), (pointwise, 17, 19), (grouped, 11, 17), (depthwise(20, [7, 7], [1, 1], [1, 1], [3, 3], [3, 3]), 27, 40)];
+        // Weights four times the padded input and more: run block-major over every tile.
+        let weight_bound = ConvSpec { c_in: 96, c_out: 70, stride: [1, 1], ..dense.clone() };
+        let weight_bound_s2 = ConvSpec { c_in: 80, c_out: 41, ..dense.clone() };
+        let shapes = [
+            (dense, 29, 30),
+            (pointwise, 17, 19),
+            (grouped, 11, 17),
+            (depthwise(20, [7, 7], [1, 1], [1, 1], [3, 3], [3, 3]), 27, 40),
+            (weight_bound, 5, 7),
+            (weight_bound_s2, 9, 14),
+        ];
         for isa in Isa::available() {
             for (spec, h, w) in &shapes {
                 let (h, w) = (*h, *w);

@@ -150,11 +150,19 @@ impl DirectConv {
         let out = SendPtr(out.as_mut_ptr());
         // Runs every block of group `gi` over `pos`, reading the group's padded input at `buf`.
         let all_blocks = 0..self.blocks.len();
+        // A small map under large weights (BEVANet-S's 512 channels at 8x16: 368 KB of input,
+        // 9.4 MB of weights): block-major over every tile, so each block's weights come from
+        // memory once and from L2 for the other tiles, instead of once per tile.
+        let weight_bound = g == 1 && taps.len() > 1 && {
+            let input_bytes = s.c_in * ci_stride * 4;
+            input_bytes <= 1 << 20 && self.weights.len() * 4 > 4 * input_bytes
+        };
+        let chunked = (taps.len() > 1 && !weight_bound).then_some(32);
         let compute = |buf: *const f32, ci_stride: usize, gi: usize, pos: &[(usize, usize, usize)], br: std::ops::Range<usize>| {
             let ctx = Ctx { buf, ci_stride, cig, taps: &taps, out, plane, clamp };
             // SAFETY: tiles write disjoint output channels x positions; all reads stay within
             // the padded input by construction of `row` and `hp`.
-            unsafe { self.run_blocks(&ctx, gi, bias, pos, br, (taps.len() > 1).then_some(32)) }
+            unsafe { self.run_blocks(&ctx, gi, bias, pos, br, chunked) }
         };
         // Row tiles only where `dw_rows` can run them: AVX-512, one channel per group, rows.
         #[cfg(target_arch = "x86_64")]
@@ -233,8 +241,10 @@ impl DirectConv {
         // LitePose-S 5-9% faster at 2 threads and LitePose-XS, MoveNet 4-8% at 1; splitting the
         // other pointwise convolutions that way too was 6-9% slower at 2 threads.
         let by_channels = flat && s.c_out > s.c_in && self.blocks.len() >= 2;
-        let n_pos = if by_channels { 1 } else { want.min(tiles) };
-        let n_blk = if by_channels { want.clamp(2, self.blocks.len()) } else { (want / n_pos).clamp(1, self.blocks.len().max(1)) };
+        // Weight-bound maps too: a task per run of blocks over every tile reads its weights once.
+        let by_blocks = by_channels || weight_bound;
+        let n_pos = if by_blocks { 1 } else { want.min(tiles) };
+        let n_blk = if by_blocks { want.clamp(2, self.blocks.len()) } else { (want / n_pos).clamp(1, self.blocks.len().max(1)) };
         let nb = self.blocks.len();
         par(n_pos * n_blk, &|t: usize| {
             let buf = buf;
