@@ -11,7 +11,7 @@ use std::time::Instant;
 fn main() -> anyhow::Result<()> {
     let kernels = KernelChoice::from_env()?;
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("numbers")).collect();
-    let isa = Isa::fast().unwrap_or(Isa::Portable);
+    let isa = kernels.isa().unwrap_or(Isa::Portable);
     for s in args.chunks(7) {
         let [c_in, c_out, group, k, stride, h, w] = s.try_into().expect("7 numbers per shape");
         let p = k / 2;

@@ -2,6 +2,7 @@
 //! session options, so no kernel reads the process environment. `from_env` is for the top level
 //! only (the CLI, examples, tests), where the developer switches below are documented.
 
+use super::spec::Isa;
 use anyhow::{bail, Result};
 
 /// Overrides of the kernel chooser, for comparisons; the default lets it choose by measurement.
@@ -15,6 +16,9 @@ pub struct KernelChoice {
     pub dense: Option<DenseForce>,
     /// Names every convolution left to tract on stderr (`EDGESIGHT_DEBUG_PATCH`).
     pub debug_patch: bool,
+    /// `EDGESIGHT_ISA=avx2`: the AVX2 kernels on an AVX-512 CPU, to measure what CPUs with
+    /// AVX2 only run.
+    pub avx2_only: bool,
 }
 
 /// The depthwise kernel `EDGESIGHT_DW` forces, where that kernel can run the convolution
@@ -73,7 +77,25 @@ impl KernelChoice {
                 None => bail!("EDGESIGHT_DENSE={s:?}: expected direct"),
             },
         };
-        Ok(KernelChoice { tract_only: set("EDGESIGHT_TRACT_ONLY"), depthwise, dense, debug_patch: set("EDGESIGHT_DEBUG_PATCH") })
+        let avx2_only = match value("EDGESIGHT_ISA").as_deref() {
+            None => false,
+            Some("avx2") => true,
+            Some(s) => bail!("EDGESIGHT_ISA={s:?}: expected avx2 (the best the CPU has is the default)"),
+        };
+        Ok(KernelChoice { tract_only: set("EDGESIGHT_TRACT_ONLY"), depthwise, dense, debug_patch: set("EDGESIGHT_DEBUG_PATCH"), avx2_only })
+    }
+
+    /// The kernel set plans use: the best this CPU runs (`Isa::fast`), AVX2 when `avx2_only`
+    /// and the CPU has it, none for tract only.
+    pub fn isa(&self) -> Option<Isa> {
+        if self.tract_only {
+            return None;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2_only {
+            return Isa::fast().map(|_| Isa::Avx2);
+        }
+        Isa::fast()
     }
 }
 
@@ -109,5 +131,18 @@ mod tests {
         assert_eq!(DepthwiseForce::parse("row"), None);
         assert_eq!(DenseForce::parse("direct"), Some(DenseForce::Direct));
         assert_eq!(DenseForce::parse("winograd"), None);
+    }
+
+    #[test]
+    fn the_kernel_set_follows_the_choice() {
+        let best = KernelChoice::default();
+        assert_eq!(best.isa(), Isa::fast());
+        let tract = KernelChoice { tract_only: true, avx2_only: true, ..KernelChoice::default() };
+        assert_eq!(tract.isa(), None);
+        let avx2 = KernelChoice { avx2_only: true, ..KernelChoice::default() };
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(avx2.isa(), Isa::fast().map(|_| Isa::Avx2));
+        #[cfg(not(target_arch = "x86_64"))]
+        assert_eq!(avx2.isa(), None);
     }
 }

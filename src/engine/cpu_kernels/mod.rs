@@ -87,7 +87,7 @@ pub const ELEMENTWISE: &[Rule] = &[ops::broadcast::REPLACE_LARGE];
 /// Call it on the decluttered model after `patch_model`, so that batch norms are already folded
 /// into convolutions and clamps fused into them.
 pub fn patch_elementwise(model: &mut TypedModel, choice: &KernelChoice) -> TractResult<usize> {
-    let Some(isa) = Isa::fast().filter(|_| !choice.tract_only) else { return Ok(0) };
+    let Some(isa) = choice.isa() else { return Ok(0) };
     let mut count = PatchCount::default();
     rules::each_node_once(model, ELEMENTWISE, &rules::RuleContext { isa, choice }, &mut count)?;
     Ok(count.broadcasts)
@@ -99,7 +99,7 @@ pub fn patch_elementwise(model: &mut TypedModel, choice: &KernelChoice) -> Tract
 /// choice says tract only (for comparisons).
 pub fn patch_model(model: &mut TypedModel, choice: &KernelChoice) -> TractResult<PatchCount> {
     let mut count = PatchCount::default();
-    let Some(isa) = Isa::fast().filter(|_| !choice.tract_only) else { return Ok(count) };
+    let Some(isa) = choice.isa() else { return Ok(count) };
     let cx = rules::RuleContext { isa, choice };
     rules::each_node_once(model, REPLACE, &cx, &mut count)?;
     for rule in FUSE {
