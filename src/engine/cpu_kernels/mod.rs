@@ -30,6 +30,8 @@ pub mod spec;
 pub mod strategy;
 #[cfg(target_arch = "x86_64")]
 pub mod winograd;
+#[cfg(target_arch = "x86_64")]
+pub mod winograd_avx2;
 #[cfg(test)]
 mod tests;
 

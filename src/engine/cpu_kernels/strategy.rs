@@ -10,7 +10,7 @@ use super::{dw_blocked::BlockedDw, dw_direct::DirectDw, winograd::Winograd};
 /// The kernels one convolution can run with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConvStrategy {
-    /// Winograd F(4x4, 3x3) (`winograd`): dense 3x3 stride 1 on AVX-512.
+    /// Winograd F(4x4, 3x3) (`winograd`): dense 3x3 stride 1 on AVX-512 or AVX2.
     Winograd,
     /// Depthwise with 16 channels in the lanes (`dw_blocked`), AVX-512.
     DepthwiseBlocked,
@@ -135,15 +135,19 @@ mod tests {
         ConvSpec { c_in: ci, c_out: co, group: 1, kernel: [k, k], stride: [1, 1], dilation: [1, 1], pad_before: [p, p], pad_after: [p, p] }
     }
 
-    /// The choices the measurements above made, for AVX-512, and the generic kernel elsewhere.
+    /// The choices the measurements above made, for AVX-512; AVX2 has Winograd too, and the
+    /// generic kernel for the rest.
     #[test]
     fn chooses_as_measured() {
         let none = KernelChoice::default();
         for isa in [Isa::Portable, Isa::Avx2] {
-            for spec in [dw(96, 7, 1), dw(144, 3, 2), dense(64, 64, 3), dense(16, 96, 1)] {
+            for spec in [dw(96, 7, 1), dw(144, 3, 2), dense(16, 96, 1)] {
                 assert_eq!(choose(&spec, isa, &none, 64, 64), ConvStrategy::Direct, "{isa:?} {spec:?}");
             }
         }
+        assert_eq!(choose(&dense(64, 64, 3), Isa::Portable, &none, 64, 64), ConvStrategy::Direct);
+        assert_eq!(choose(&dense(64, 64, 3), Isa::Avx2, &none, 64, 64), ConvStrategy::Winograd);
+        assert_eq!(choose(&dense(32, 32, 3), Isa::Avx2, &none, 64, 128), ConvStrategy::Direct);
         let isa = Isa::Avx512;
         // 7x7 and 3x3 over full blocks of 16 channels: blocked.
         assert_eq!(choose(&dw(96, 7, 1), isa, &none, 112, 112), ConvStrategy::DepthwiseBlocked);

@@ -1,4 +1,5 @@
-//! Winograd F(4x4, 3x3) for dense 3x3 stride-1 convolutions on AVX-512 (Lavin & Gray 2016).
+//! Winograd F(4x4, 3x3) for dense 3x3 stride-1 convolutions on AVX-512 and on AVX2 + FMA
+//! (Lavin & Gray 2016; the AVX2 transforms are in `winograd_avx2`).
 //!
 //! Why: these convolutions are most of BEVANet's time, and the direct kernel already runs near
 //! the FMA peak; F(4x4, 3x3) needs 36 multiply-adds per 4x4 outputs and input channel instead
@@ -17,12 +18,13 @@
 //! reference the error stayed below 1e-5 of the sums' scale (tests below, limit 2e-5).
 
 use super::direct::{Ctx, DirectConv};
+use super::winograd_avx2;
 use super::spec::{unaliased, Clamp, ConvSpec, Isa, SendPtr};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 /// Tiles of 4x4 outputs need 6x6 inputs.
-const T: usize = 6;
+pub(super) const T: usize = 6;
 /// F(4x4, 3x3): G (6x3), applied in f64 at load.
 const G: [[f64; 3]; T] = [
     [1.0 / 4.0, 0.0, 0.0],
@@ -39,6 +41,7 @@ pub struct Winograd {
     spec: ConvSpec,
     /// U[xi] as a c_out x c_in pointwise convolution, xi = 6 i + j.
     gemm: Vec<DirectConv>,
+    isa: Isa,
 }
 
 thread_local! {
@@ -49,20 +52,20 @@ thread_local! {
 }
 
 /// Where the tiles of one convolution run lie.
-struct Layout {
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-    pt: usize,
-    pl: usize,
+pub(super) struct Layout {
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
+    pub(super) pt: usize,
+    pub(super) pl: usize,
     /// Tile rows and columns (4 outputs each way).
-    nty: usize,
-    ntx: usize,
+    pub(super) nty: usize,
+    pub(super) ntx: usize,
     /// Vectors of 16 tiles per tile row.
-    nxv: usize,
+    pub(super) nxv: usize,
     /// Length of one column phase of a padded row.
-    lq: usize,
+    pub(super) lq: usize,
 }
 
 impl Layout {
@@ -74,7 +77,7 @@ impl Layout {
     }
 
     /// All tiles in whole vectors: the positions the products run over.
-    fn npos(&self) -> usize {
+    pub(super) fn npos(&self) -> usize {
         (self.nty * self.ntx).div_ceil(16) * 16
     }
 
@@ -86,7 +89,7 @@ impl Layout {
 }
 
 impl Winograd {
-    /// `None` unless the convolution is dense 3x3, stride 1, dilation 1, and AVX-512 is in use.
+    /// `None` unless the convolution is dense 3x3, stride 1, dilation 1, with AVX-512 or AVX2.
     pub fn new(spec: &ConvSpec, weights: &[f32], isa: Isa) -> Option<Winograd> {
         if !Winograd::supports(spec, isa) {
             return None;
@@ -112,12 +115,13 @@ impl Winograd {
         }
         let pointwise = ConvSpec { c_in: ci, c_out: co, group: 1, kernel: [1, 1], stride: [1, 1], dilation: [1, 1], pad_before: [0, 0], pad_after: [0, 0] };
         let gemm = u.iter().map(|u| DirectConv::new(pointwise.clone(), u, isa)).collect();
-        Some(Winograd { spec: spec.clone(), gemm })
+        Some(Winograd { spec: spec.clone(), gemm, isa })
     }
 
-    /// Whether `new` takes the convolution: dense 3x3, stride 1, dilation 1, on AVX-512.
+    /// Whether `new` takes the convolution: dense 3x3, stride 1, dilation 1, on AVX-512 or
+    /// AVX2 + FMA.
     pub fn supports(spec: &ConvSpec, isa: Isa) -> bool {
-        isa == Isa::Avx512 && dense_3x3_unit(spec)
+        matches!(isa, Isa::Avx512 | Isa::Avx2) && dense_3x3_unit(spec)
     }
 
     /// Whether F(4x4, 3x3) pays on an `h` x `w` input (measured with `examples/conv_shapes`):
@@ -155,12 +159,22 @@ impl Winograd {
         par(ci, &|c: usize| {
             PATCH.with(|p| {
                 let (phases, rows) = &mut *p.borrow_mut();
-                // SAFETY: AVX-512 checked at load; task c writes only channel c's lanes of V.
-                unsafe { input_transform(&l, &input[c * h * w..][..h * w], phases, rows, vp.get().add(16 * c), v_xi, 16 * ci, stream) };
+                let (src, dst) = (&input[c * h * w..][..h * w], unsafe { vp.get().add(16 * c) });
+                // SAFETY: the ISA checked at load; task c writes only channel c's lanes of V.
+                unsafe {
+                    match self.isa {
+                        Isa::Avx512 => input_transform(&l, src, phases, rows, dst, v_xi, 16 * ci, stream),
+                        _ => winograd_avx2::input_transform(&l, src, phases, rows, dst, v_xi, 16 * ci, stream),
+                    }
+                }
             })
         });
         // 2. The 36 products, each split into runs of output blocks.
-        let positions: Vec<(usize, usize, usize)> = (0..npos / 16).map(|p| (16 * ci * p, 16 * p, 16)).collect();
+        // Positions of the micro-kernels' vector width: a panel of 16 tiles is one AVX-512
+        // vector, two AVX2 ones (each channel's 16 tiles stay `ci_stride` 16 apart).
+        let lanes = self.isa.lanes();
+        let positions: Vec<(usize, usize, usize)> =
+            (0..npos / 16).flat_map(|p| (0..16 / lanes).map(move |k| (16 * ci * p + lanes * k, 16 * p + lanes * k, lanes))).collect();
         let zeros = vec![0f32; co];
         let nb = self.gemm[0].n_blocks();
         let per_xi = (co * ci * npos / (1 << 20)).clamp(1, nb);
@@ -176,8 +190,14 @@ impl Winograd {
         // 3. Output transform, one task per output channel.
         let op = SendPtr(out.as_mut_ptr());
         par(co, &|o: usize| {
-            // SAFETY: AVX-512 checked at load; task o writes only output plane o.
-            unsafe { output_transform(&l, mp.get().add(o * m_stride), m_xi, bias[o], clamp, op.get().add(o * l.oh * l.ow)) };
+            let (src, dst) = unsafe { (mp.get().add(o * m_stride), op.get().add(o * l.oh * l.ow)) };
+            // SAFETY: the ISA checked at load; task o writes only output plane o.
+            unsafe {
+                match self.isa {
+                    Isa::Avx512 => output_transform(&l, src, m_xi, bias[o], clamp, dst),
+                    _ => winograd_avx2::output_transform(&l, src, m_xi, bias[o], clamp, dst),
+                }
+            }
         });
         VM.with(|vm| *vm.borrow_mut() = (v, m));
     }
@@ -415,10 +435,18 @@ mod tests {
 
     #[test]
     fn matches_direct_reference_over_random_shapes() {
-        if !super::super::choice::avx512_or_skip("winograd::matches_direct_reference_over_random_shapes") {
-            return;
+        // AVX2 wherever it runs; AVX-512 where present (the switch says whether it must be).
+        let mut isas: Vec<Isa> = Isa::available().into_iter().filter(|i| *i == Isa::Avx2).collect();
+        if super::super::choice::avx512_or_skip("winograd::matches_direct_reference_over_random_shapes (AVX-512)") {
+            isas.push(Isa::Avx512);
         }
-        let isa = Isa::Avx512;
+        assert!(!isas.is_empty(), "neither AVX2 nor AVX-512: no Winograd kernel to test");
+        for isa in isas {
+            matches_direct_reference(isa);
+        }
+    }
+
+    fn matches_direct_reference(isa: Isa) {
         let mut rng = SplitMix64(11);
         // The second is large enough for streaming stores into V.
         let mut cases = vec![(16, 16, 8, 8, [1, 1], [1, 1], Clamp::NONE), (64, 40, 62, 126, [1, 1], [1, 1], Clamp { lo: 0.0, hi: f32::INFINITY })];
@@ -444,7 +472,7 @@ mod tests {
             let scale = unclamped.iter().fold(1f32, |m, x| m.max(x.abs()));
             let err = want.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             // Products of up to 9 * 40 terms of size 1: f32 rounding in the transforms adds a few ulps of the scale.
-            assert!(err <= 2e-5 * scale, "ci {ci} co {co} {h}x{w} pad {pb:?}/{pa:?}: max err {err} (scale {scale})");
+            assert!(err <= 2e-5 * scale, "{isa:?} ci {ci} co {co} {h}x{w} pad {pb:?}/{pa:?}: max err {err} (scale {scale})");
         }
     }
 
