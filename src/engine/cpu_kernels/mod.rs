@@ -32,6 +32,8 @@ pub mod strategy;
 pub mod winograd;
 #[cfg(target_arch = "x86_64")]
 pub mod winograd_avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod winograd_layout;
 #[cfg(test)]
 mod tests;
 

@@ -19,12 +19,11 @@
 
 use super::direct::{Ctx, DirectConv};
 use super::winograd_avx2;
-use super::spec::{unaliased, Clamp, ConvSpec, Isa, SendPtr};
+use super::winograd_layout::{Layout, T};
+use super::spec::{Clamp, ConvSpec, Isa, SendPtr};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-/// Tiles of 4x4 outputs need 6x6 inputs.
-pub(super) const T: usize = 6;
 /// F(4x4, 3x3): G (6x3), applied in f64 at load.
 const G: [[f64; 3]; T] = [
     [1.0 / 4.0, 0.0, 0.0],
@@ -49,43 +48,6 @@ thread_local! {
     static VM: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
     /// Per worker: one channel's padded, phase-split rows and those rows transformed down.
     static PATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-/// Where the tiles of one convolution run lie.
-pub(super) struct Layout {
-    pub(super) h: usize,
-    pub(super) w: usize,
-    pub(super) oh: usize,
-    pub(super) ow: usize,
-    pub(super) pt: usize,
-    pub(super) pl: usize,
-    /// Tile rows and columns (4 outputs each way).
-    pub(super) nty: usize,
-    pub(super) ntx: usize,
-    /// Vectors of 16 tiles per tile row.
-    pub(super) nxv: usize,
-    /// Length of one column phase of a padded row.
-    pub(super) lq: usize,
-}
-
-impl Layout {
-    fn new(spec: &ConvSpec, h: usize, w: usize) -> Option<Layout> {
-        let (oh, ow) = spec.output_hw(h, w)?;
-        let (nty, ntx) = (oh.div_ceil(4), ow.div_ceil(4));
-        let nxv = ntx.div_ceil(16);
-        Some(Layout { h, w, oh, ow, pt: spec.pad_before[0], pl: spec.pad_before[1], nty, ntx, nxv, lq: 16 * nxv + 16 })
-    }
-
-    /// All tiles in whole vectors: the positions the products run over.
-    pub(super) fn npos(&self) -> usize {
-        (self.nty * self.ntx).div_ceil(16) * 16
-    }
-
-    /// Floats from one channel's tiles to the next in M (one vector of slack for the last
-    /// row's full-vector reads, unaliased).
-    fn m_stride(&self) -> usize {
-        unaliased(self.npos() + 16)
-    }
 }
 
 impl Winograd {

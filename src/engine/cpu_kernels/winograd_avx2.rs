@@ -1,10 +1,10 @@
 //! Winograd F(4x4, 3x3)'s input and output transforms with 8-lane vectors, for CPUs with AVX2
-//! and FMA but not AVX-512 (`winograd` holds the method, the layout and the AVX-512
-//! transforms). The layout of V and M is the same: panels of 16 tiles x all input channels,
+//! and FMA but not AVX-512 (`winograd` holds the method and the AVX-512 transforms,
+//! `winograd_layout` the layout). The layout of V and M is the same: panels of 16 tiles x all input channels,
 //! filled here 8 tiles at a time; the products run on `direct`'s AVX2 micro-kernels.
 
 use super::spec::Clamp;
-use super::winograd::{Layout, T};
+use super::winograd_layout::{Layout, T};
 use std::arch::x86_64::*;
 
 /// B^T d for six vectors d (rows or column phases of a 6x6 patch).
