@@ -268,10 +268,6 @@ enum InputFeed {
 }
 
 impl OpenedInput {
-    pub fn info(&self) -> &VideoInfo {
-        &self.info
-    }
-
     /// Waits (up to `timeout`) until a file's read-ahead is full or its frames are all read,
     /// so that the decoder is idle: a benchmark times models alone after this.
     pub fn wait_read_ahead(&self, timeout: std::time::Duration) {
@@ -323,9 +319,7 @@ pub fn run(job: &VideoJob, input: OpenedInput, analyzer: &mut Analyzer) -> Resul
     if job.csv.is_some() && schema.is_none() {
         anyhow::bail!("--csv writes pose results, but pose is off (--pose none)");
     }
-    if job.max_frames == Some(0) {
-        bail!("--max-frames must be at least 1");
-    }
+    // (`--max-frames 0` was refused by `open_input`.)
     let OpenedInput { info, feed: input_feed } = input;
     let video_path = job.out_dir.join("annotated.mp4");
     let jsonl_path = job.out_dir.join("frames.jsonl");
